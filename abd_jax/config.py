@@ -1,0 +1,210 @@
+"""Run configuration: the one schema every config file starts from, and its validation.
+
+Config files in `configs/` call `base_config()` and override fields; `main.py` locks the
+result so a mistyped `--config.x.y=...` override is an error. `validate()` checks every
+value before any data is loaded or anything is compiled, and raises `ConfigError` naming
+the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import ml_collections
+
+from abd_jax.data import DATASET_NAMES
+from abd_jax.models import MODEL_NAMES
+from abd_jax.perturb import PERTURB_NAMES
+
+OPTIMIZERS = ('sgd', 'adam')
+DTYPES = ('float32', 'bfloat16')
+RESIZE_METHODS = ('nearest', 'bilinear')
+BN_MODES = ('eval', 'batch')
+UNROLL_MODES = ('auto', 'full', 'none')
+ATTACK_NAMES = ('none',)
+DEFENSE_NAMES = ('none',)
+
+
+class ConfigError(ValueError):
+  """A config value is not allowed. The message names the field, the value and the rule."""
+
+  def __init__(self, field: str, value: Any, allowed: str):
+    self.field, self.value, self.allowed = field, value, allowed
+    super().__init__(f'config field `{field}` = {value!r} is not allowed: {allowed}')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every field with its default. The README's config reference documents each one."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict(dict(
+      name='digits', data_dir='', image_size=0, resize_method='nearest',
+      test_fraction=0.2, num_train=1024, num_test=256, num_classes=10, channels=3,
+      crop_padding=0, flip=False))
+
+  c.model = ml_collections.ConfigDict(dict(name='cnn', width=1.0, dtype='float32'))
+
+  c.train = ml_collections.ConfigDict(dict(
+      epochs=10, batch_size=128, optimizer='sgd', lr=0.1, momentum=0.9,
+      weight_decay=5e-4, milestones=(), lr_decay=0.1))
+
+  # The inner maximization used to build training inputs ('none' = standard training).
+  c.perturb = ml_collections.ConfigDict(dict(
+      name='linf', eps=8 / 255, step_size=2 / 255, steps=10, random_start=True,
+      bn_mode='eval', unroll='auto'))
+
+  # Robust accuracy is measured with L-inf PGD of this budget (random start).
+  c.eval = ml_collections.ConfigDict(dict(
+      eps=8 / 255, step_size=2 / 255, steps=10, batch_size=500, every_epochs=1,
+      robust=True, robust_subset=0))
+
+  # Backdoor poisoning and defenses plug in here.
+  c.attack = ml_collections.ConfigDict(dict(name='none'))
+  c.defense = ml_collections.ConfigDict(dict(name='none'))
+
+  c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, max_to_keep=2))
+  c.log = ml_collections.ConfigDict(dict(progress=True, every_steps=10))
+  c.distributed = ml_collections.ConfigDict(dict(initialize=False))
+  return c
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+  """Plain JSON-able dict (tuples become lists) — what `config.json` holds."""
+  return json.loads(config.to_json())
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _one_of(field: str, value: Any, allowed: Iterable[str]) -> None:
+  allowed = tuple(allowed)
+  if value not in allowed:
+    raise ConfigError(field, value, f'must be one of {", ".join(map(repr, allowed))}')
+
+
+def _int_at_least(field: str, value: Any, low: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigError(field, value, f'must be an integer >= {low}')
+
+
+def _number_in(field: str, value: Any, low: float, high: float,
+               low_open: bool = False, high_open: bool = False) -> None:
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+  if ok:
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+  if not ok:
+    lb, hb = '(' if low_open else '[', ')' if high_open else ']'
+    raise ConfigError(field, value, f'must be a number in {lb}{low}, {high}{hb}')
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Checks every field; raises `ConfigError` on the first bad value."""
+  _int_at_least('seed', c.seed, 0)
+
+  d = c.dataset
+  _one_of('dataset.name', d.name, DATASET_NAMES)
+  _int_at_least('dataset.image_size', d.image_size, 0)
+  _one_of('dataset.resize_method', d.resize_method, RESIZE_METHODS)
+  _number_in('dataset.test_fraction', d.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
+  _int_at_least('dataset.num_train', d.num_train, 1)
+  _int_at_least('dataset.num_test', d.num_test, 1)
+  _int_at_least('dataset.num_classes', d.num_classes, 2)
+  _one_of('dataset.channels', d.channels, (1, 3))
+  _int_at_least('dataset.crop_padding', d.crop_padding, 0)
+  if not isinstance(d.flip, bool):
+    raise ConfigError('dataset.flip', d.flip, 'must be true or false')
+
+  m = c.model
+  _one_of('model.name', m.name, MODEL_NAMES)
+  _number_in('model.width', m.width, 0.0, 64.0, low_open=True)
+  _one_of('model.dtype', m.dtype, DTYPES)
+
+  t = c.train
+  _int_at_least('train.epochs', t.epochs, 1)
+  _int_at_least('train.batch_size', t.batch_size, 1)
+  _one_of('train.optimizer', t.optimizer, OPTIMIZERS)
+  _number_in('train.lr', t.lr, 0.0, 10.0, low_open=True)
+  _number_in('train.momentum', t.momentum, 0.0, 1.0, high_open=True)
+  _number_in('train.weight_decay', t.weight_decay, 0.0, 1.0)
+  _number_in('train.lr_decay', t.lr_decay, 0.0, 1.0, low_open=True)
+  milestones = tuple(t.milestones)
+  for i, ms in enumerate(milestones):
+    _int_at_least(f'train.milestones[{i}]', ms, 1)
+  if list(milestones) != sorted(set(milestones)) or (milestones and milestones[-1] > t.epochs):
+    raise ConfigError('train.milestones', milestones,
+                      f'must be strictly increasing epochs in [1, train.epochs={t.epochs}]')
+
+  p = c.perturb
+  _one_of('perturb.name', p.name, PERTURB_NAMES)
+  _number_in('perturb.eps', p.eps, 0.0, 1e3)
+  _number_in('perturb.step_size', p.step_size, 0.0, 1e3)
+  _int_at_least('perturb.steps', p.steps, 1)
+  _one_of('perturb.bn_mode', p.bn_mode, BN_MODES)
+  _one_of('perturb.unroll', p.unroll, UNROLL_MODES)
+  if p.name in ('linf', 'fgsm', 'fgsm_targeted', 'ifgsm'):
+    _number_in('perturb.eps', p.eps, 0.0, 1.0)  # an L-inf budget beyond 1 is the whole [0,1] cube
+
+  e = c.eval
+  _number_in('eval.eps', e.eps, 0.0, 1.0)
+  _number_in('eval.step_size', e.step_size, 0.0, 1.0)
+  _int_at_least('eval.steps', e.steps, 1)
+  _int_at_least('eval.batch_size', e.batch_size, 1)
+  _int_at_least('eval.every_epochs', e.every_epochs, 1)
+  _int_at_least('eval.robust_subset', e.robust_subset, 0)
+
+  _one_of('attack.name', c.attack.name, ATTACK_NAMES)
+  _one_of('defense.name', c.defense.name, DEFENSE_NAMES)
+  _int_at_least('checkpoint.every_epochs', c.checkpoint.every_epochs, 1)
+  _int_at_least('checkpoint.max_to_keep', c.checkpoint.max_to_keep, 1)
+  _int_at_least('log.every_steps', c.log.every_steps, 1)
+
+
+def validate_for_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Checks that need the device count (known only once JAX is up)."""
+  for field in ('train.batch_size', 'eval.batch_size'):
+    value = c.train.batch_size if field.startswith('train') else c.eval.batch_size
+    if value % num_devices:
+      raise ConfigError(field, value, f'must be a multiple of the {num_devices} devices')
+
+
+# ---------------------------------------------------------------------------- presets
+
+
+def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The offline preset: scikit-learn digits, the small CNN, and digits-scale budgets.
+
+  Digits pixels are near binary, so useful L-inf budgets are MNIST-like (0.05–0.4), far
+  above CIFAR's 8/255; a 0.1 ball with 0.025 steps is what a small CNN can still learn to
+  resist in a few epochs.
+  """
+  c.dataset.name, c.dataset.image_size = 'digits', 0
+  c.dataset.crop_padding, c.dataset.flip = 0, False
+  c.model.name, c.model.width, c.model.dtype = 'cnn', 1.0, 'float32'
+  c.train.update(epochs=15, batch_size=64, optimizer='sgd', lr=0.05, momentum=0.9,
+                 weight_decay=5e-4, milestones=(10,), lr_decay=0.1)
+  c.perturb.update(eps=0.1, step_size=0.025, steps=5)
+  c.eval.update(eps=0.1, step_size=0.025, steps=10, batch_size=120)
+  return c
+
+
+def apply_cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """CIFAR-10 ResNet-18 (ICLR'22 basic setting): SGD 0.9, wd 5e-4, lr 0.1 / 10 at 60 and
+  90 of 120 epochs, batch 128, crop 4 + flip, PGD-10 8/255 step 2/255."""
+  c.dataset.update(name='cifar10', image_size=0, crop_padding=4, flip=True)
+  c.model.update(name='resnet18', width=1.0, dtype='float32')
+  c.train.update(epochs=120, batch_size=128, optimizer='sgd', lr=0.1, momentum=0.9,
+                 weight_decay=5e-4, milestones=(60, 90), lr_decay=0.1)
+  c.perturb.update(name='linf', eps=8 / 255, step_size=2 / 255, steps=10)
+  c.eval.update(eps=8 / 255, step_size=2 / 255, steps=10, batch_size=500)
+  return c
+
+
+def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str) -> ml_collections.ConfigDict:
+  """`configs/X.py:digits` -> the offline digits scale; no preset -> the file's default."""
+  if preset in (None, ''):
+    return c
+  if preset == 'digits':
+    return apply_digits_scale(c)
+  raise ValueError(f"unknown preset {preset!r}: {file} accepts no preset or ':digits'")

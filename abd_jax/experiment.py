@@ -1,0 +1,39 @@
+"""One experiment end to end: validate -> claim workdir -> load data -> train -> evaluate
+-> write `results.json`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import jax
+import ml_collections
+
+from abd_jax import config as config_lib
+from abd_jax import parallel, workdir as workdir_lib
+from abd_jax.data import load_dataset
+from abd_jax.train import train_and_evaluate
+from abd_jax.train.progress import format_table
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict:
+  """Runs (or resumes, or just reports) the experiment `config` in `workdir`."""
+  config_lib.validate(config)
+  parallel.maybe_initialize_distributed(config.distributed.initialize)
+  is_writer = jax.process_index() == 0
+  resolved = config_lib.to_dict(config)
+  if is_writer:
+    resumed = workdir_lib.prepare(workdir, resolved, overwrite)
+    if resumed:
+      logging.info('resuming the run in %s', workdir)
+  results_path = os.path.join(workdir, 'results.json')
+  if os.path.exists(results_path):
+    results = workdir_lib.read_json(results_path)
+    print(f'{workdir} already holds the finished run:')
+  else:
+    data = load_dataset(config.dataset, config.seed)
+    results = train_and_evaluate(config, data, workdir)
+    if is_writer:
+      workdir_lib.write_json(results_path, results)
+  print(format_table(results))
+  return results
