@@ -14,12 +14,12 @@ from typing import Any, Iterable
 import ml_collections
 
 from abd_jax.data import DATASET_NAMES
+from abd_jax.data.resize import RESIZE_METHODS
 from abd_jax.models import MODEL_NAMES
 from abd_jax.perturb import PERTURB_NAMES
 
 OPTIMIZERS = ('sgd', 'adam')
 DTYPES = ('float32', 'bfloat16')
-RESIZE_METHODS = ('nearest', 'bilinear')
 BN_MODES = ('eval', 'batch')
 UNROLL_MODES = ('auto', 'full', 'none')
 ATTACK_NAMES = ('none',)

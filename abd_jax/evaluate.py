@@ -35,15 +35,32 @@ class EvalSet:
     return math.ceil(n / batch_size)
 
 
+def _pad_to_batches(a: np.ndarray, batch_size: int) -> np.ndarray:
+  pad = -len(a) % batch_size
+  return np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)])
+
+
 def make_eval_set(images: np.ndarray, labels: np.ndarray, batch_size: int, mesh) -> EvalSet:
   n = len(labels)
-  padded = math.ceil(n / batch_size) * batch_size
-  pad = padded - n
-  images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-  labels = np.concatenate([labels, np.zeros((pad,), labels.dtype)]).astype(np.int32)
-  valid = np.arange(padded) < n
-  arrays = parallel.put_replicated((images, labels, valid), mesh)
+  valid = np.arange(n + (-n % batch_size)) < n
+  arrays = parallel.put_replicated(
+      (_pad_to_batches(images, batch_size),
+       _pad_to_batches(labels.astype(np.int32), batch_size), valid), mesh)
   return EvalSet(*arrays, size=n)
+
+
+def put_labels(labels: np.ndarray, batch_size: int, mesh) -> jax.Array:
+  """Another labelling of an EvalSet's images (e.g. the backdoor target), padded alike."""
+  return parallel.put_replicated(_pad_to_batches(labels.astype(np.int32), batch_size), mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class BackdoorTestSet:
+  """Triggered test images (host arrays): those whose true label is not the target
+  (all-to-all: every image), with their true and their target labels."""
+  images: np.ndarray   # uint8 [M, H, W, C]
+  labels: np.ndarray   # int32 [M] true labels
+  targets: np.ndarray  # int32 [M] labels the backdoor should produce
 
 
 class Evaluator:

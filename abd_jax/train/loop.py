@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -23,10 +21,6 @@ from abd_jax.train.progress import Progress
 from abd_jax.train.state import TrainState, create_train_state
 from abd_jax.train.step import make_train_step, zero_metrics
 from abd_jax.train.writer import JsonlWriter
-
-# Extra metrics computed at every evaluation from the model variables (e.g. ASR).
-ExtraMetrics = Callable[[dict], dict[str, float]]
-
 
 class TrainingDivergedError(RuntimeError):
   """The training loss became NaN or infinite."""
@@ -53,9 +47,10 @@ def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int) -> int:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
-                       extra_metrics: ExtraMetrics | None = None) -> dict:
-  """Trains on `data.x_train` with the configured perturbation, evaluates on the test set,
-  and returns the final metrics. Resumes from `workdir/checkpoints` when one exists."""
+                       backdoor: evaluate.BackdoorTestSet | None = None) -> dict:
+  """Trains on `data.x_train` with the configured perturbation, evaluates on the test set
+  (and on `backdoor`'s triggered test set: `asr`, `backdoor_acc`), and returns the final
+  metrics. Resumes from `workdir/checkpoints` when one exists."""
   mesh = parallel.make_mesh()
   config_lib.validate_for_devices(config, jax.device_count())
   is_writer = jax.process_index() == 0
@@ -92,6 +87,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
                                  e.batch_size, mesh)
   test_set = evaluate.make_eval_set(data.x_test, data.y_test, e.batch_size, mesh)
   eval_hp = perturb_hparams(e)
+  if backdoor is not None:
+    triggered_set = evaluate.make_eval_set(backdoor.images, backdoor.labels, e.batch_size, mesh)
+    triggered_targets = evaluate.put_labels(backdoor.targets, e.batch_size, mesh)
 
   def evaluate_state(state: TrainState, epoch: int, final: bool) -> dict:
     variables = state.variables
@@ -100,8 +98,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
       out['robust_acc'] = evaluator.robust_accuracy(
           variables, test_set, jax.random.fold_in(keys['eval'], epoch), eval_hp,
           limit=0 if final else e.robust_subset)
-    if extra_metrics is not None:
-      out.update(extra_metrics(variables))
+    if backdoor is not None:
+      out['asr'] = evaluator.accuracy(variables, triggered_set, triggered_targets)
+      out['backdoor_acc'] = evaluator.accuracy(variables, triggered_set)
     return out
 
   progress = Progress(epochs * spe * batch_size, start_epoch * spe * batch_size,
