@@ -9,29 +9,24 @@ the field, the bad value and what is allowed.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Iterable
 
 import ml_collections
 
 from abd_jax.data import DATASET_NAMES
+from abd_jax.errors import ConfigError
 from abd_jax.data.resize import RESIZE_METHODS
 from abd_jax.models import MODEL_NAMES
 from abd_jax.perturb import PERTURB_NAMES
+from abd_jax.poison import ATTACK_NAMES, LABEL_MODES, PATTERNS
+from abd_jax.poison.triggers import POSITIONS
 
 OPTIMIZERS = ('sgd', 'adam')
 DTYPES = ('float32', 'bfloat16')
 BN_MODES = ('eval', 'batch')
 UNROLL_MODES = ('auto', 'full', 'none')
-ATTACK_NAMES = ('none',)
 DEFENSE_NAMES = ('none',)
-
-
-class ConfigError(ValueError):
-  """A config value is not allowed. The message names the field, the value and the rule."""
-
-  def __init__(self, field: str, value: Any, allowed: str):
-    self.field, self.value, self.allowed = field, value, allowed
-    super().__init__(f'config field `{field}` = {value!r} is not allowed: {allowed}')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -60,8 +55,21 @@ def base_config() -> ml_collections.ConfigDict:
       eps=8 / 255, step_size=2 / 255, steps=10, batch_size=500, every_epochs=1,
       robust=True, robust_subset=0))
 
-  # Backdoor poisoning and defenses plug in here.
-  c.attack = ml_collections.ConfigDict(dict(name='none'))
+  # Backdoor poisoning (README: attacks). Fields prefixed sig_/wanet_ belong to one attack.
+  c.attack = ml_collections.ConfigDict(dict(
+      name='none', label_mode='dirty', target=0, poison_rate=0.1, target_class_rate=0.0,
+      all_to_all=False,
+      alpha=1.0, patch_size=3, pattern='checkerboard', position='bottom_right',
+      pattern_file='',
+      sig_delta=40 / 255, sig_freq=6.0,
+      wanet_k=4, wanet_s=0.5, wanet_grid_rescale=1.0, wanet_cross_ratio=2.0,
+      lc_eps=16 / 255, lc_step_size=2 / 255, lc_steps=30, lc_amplitude=16 / 255,
+      lc_test_amplitude=1.0, lc_corner_size=3,
+      trojan_neurons=1, trojan_steps=100, trojan_step_size=0.05,
+      # lc / trojan need a trained model: a finished run's workdir, or one trained in
+      # WORKDIR/surrogate (same data and model; AT with surrogate_eps, 0 = standard).
+      surrogate_workdir='', surrogate_epochs=0, surrogate_eps=8 / 255))
+  # Defenses plug in here.
   c.defense = ml_collections.ConfigDict(dict(name='none'))
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, max_to_keep=2))
@@ -155,7 +163,42 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _int_at_least('eval.every_epochs', e.every_epochs, 1)
   _int_at_least('eval.robust_subset', e.robust_subset, 0)
 
-  _one_of('attack.name', c.attack.name, ATTACK_NAMES)
+  a = c.attack
+  _one_of('attack.name', a.name, ATTACK_NAMES)
+  _one_of('attack.label_mode', a.label_mode, LABEL_MODES)
+  _int_at_least('attack.target', a.target, 0)
+  _number_in('attack.poison_rate', a.poison_rate, 0.0, 1.0)
+  _number_in('attack.target_class_rate', a.target_class_rate, 0.0, 1.0)
+  if a.all_to_all and a.label_mode != 'dirty':
+    raise ConfigError('attack.all_to_all', a.all_to_all, "needs attack.label_mode='dirty'")
+  _number_in('attack.alpha', a.alpha, 0.0, 1.0, low_open=True)
+  _int_at_least('attack.patch_size', a.patch_size, 1)
+  _one_of('attack.pattern', a.pattern, PATTERNS)
+  _one_of('attack.position', a.position, POSITIONS)
+  _number_in('attack.sig_delta', a.sig_delta, 0.0, 1.0, low_open=True)
+  _number_in('attack.sig_freq', a.sig_freq, 0.0, 1e3, low_open=True)
+  _int_at_least('attack.wanet_k', a.wanet_k, 2)
+  _number_in('attack.wanet_s', a.wanet_s, 0.0, 1e3)
+  _number_in('attack.wanet_grid_rescale', a.wanet_grid_rescale, 0.0, 1e3, low_open=True)
+  _number_in('attack.wanet_cross_ratio', a.wanet_cross_ratio, 0.0, 100.0)
+  _number_in('attack.lc_eps', a.lc_eps, 0.0, 1.0)
+  _number_in('attack.lc_step_size', a.lc_step_size, 0.0, 1.0)
+  _int_at_least('attack.lc_steps', a.lc_steps, 0)
+  _number_in('attack.lc_amplitude', a.lc_amplitude, 0.0, 1.0, low_open=True)
+  _number_in('attack.lc_test_amplitude', a.lc_test_amplitude, 0.0, 1.0, low_open=True)
+  _int_at_least('attack.lc_corner_size', a.lc_corner_size, 1)
+  _int_at_least('attack.trojan_neurons', a.trojan_neurons, 1)
+  _int_at_least('attack.trojan_steps', a.trojan_steps, 1)
+  _number_in('attack.trojan_step_size', a.trojan_step_size, 0.0, 1.0, low_open=True)
+  _int_at_least('attack.surrogate_epochs', a.surrogate_epochs, 0)
+  _number_in('attack.surrogate_eps', a.surrogate_eps, 0.0, 1.0)
+  if a.surrogate_workdir and not os.path.isdir(os.path.join(a.surrogate_workdir, 'checkpoints')):
+    raise ConfigError('attack.surrogate_workdir', a.surrogate_workdir,
+                      'must be the workdir of a finished run (it has no checkpoints/ folder)')
+  if a.name == 'lc' and a.label_mode != 'clean':
+    raise ConfigError('attack.label_mode', a.label_mode, "the lc attack is clean-label: use 'clean'")
+  if a.name == 'blended' and a.pattern_file and not os.path.isfile(os.path.expanduser(a.pattern_file)):
+    raise ConfigError('attack.pattern_file', a.pattern_file, 'no such file')
   _one_of('defense.name', c.defense.name, DEFENSE_NAMES)
   _int_at_least('checkpoint.every_epochs', c.checkpoint.every_epochs, 1)
   _int_at_least('checkpoint.max_to_keep', c.checkpoint.max_to_keep, 1)

@@ -18,8 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from abd_jax import parallel
-from abd_jax.perturb import Perturbation
-from abd_jax.train.step import attack_logits_fn
+from abd_jax.perturb import Perturbation, attack_logits_fn
 
 
 @dataclasses.dataclass(frozen=True)

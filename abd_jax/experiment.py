@@ -1,5 +1,5 @@
-"""One experiment end to end: validate -> claim workdir -> load data -> train -> evaluate
--> write `results.json`."""
+"""One experiment end to end: validate -> claim workdir -> load data -> poison -> train ->
+evaluate -> write `results.json`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import parallel, workdir as workdir_lib
+from abd_jax import parallel, poison, workdir as workdir_lib
 from abd_jax.data import load_dataset
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.progress import format_table
@@ -32,7 +32,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     print(f'{workdir} already holds the finished run:')
   else:
     data = load_dataset(config.dataset, config.seed)
-    results = train_and_evaluate(config, data, workdir)
+    backdoor = None
+    if config.attack.name != 'none':
+      poisoned = poison.poison_dataset(config, data, workdir)
+      if is_writer:
+        poison.write_manifest(workdir, poisoned.manifest)
+      data, backdoor = poisoned.train, poisoned.backdoor
+    results = train_and_evaluate(config, data, workdir, backdoor=backdoor)
     if is_writer:
       workdir_lib.write_json(results_path, results)
   print(format_table(results))

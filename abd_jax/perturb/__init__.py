@@ -22,6 +22,15 @@ _REGISTRY = {
 PERTURB_NAMES = ('none',) + tuple(_REGISTRY)
 
 
+def attack_logits_fn(model, variables: dict, bn_mode: str = 'eval'):
+  """The model as the inner attack sees it. BatchNorm never updates its statistics there:
+  'eval' uses the running statistics (the usual PGD-AT practice), 'batch' normalizes with
+  the statistics of the batch being attacked and throws the update away."""
+  if bn_mode == 'eval':
+    return lambda x: model.apply(variables, x, train=False)
+  return lambda x: model.apply(variables, x, train=True, mutable=['batch_stats'])[0]
+
+
 def identity(logits_fn, x, y, key, hp):
   del logits_fn, y, key, hp
   return x
@@ -37,4 +46,4 @@ def make_perturbation(name: str, steps: int = 1, random_start: bool = True,
                            unroll=resolve_unroll(unroll))
 
 
-__all__ = ['PERTURB_NAMES', 'Perturbation', 'make_perturbation', 'identity']
+__all__ = ['PERTURB_NAMES', 'Perturbation', 'attack_logits_fn', 'identity', 'make_perturbation']

@@ -3,27 +3,16 @@ weight update, all in one XLA program; the dataset stays on the device."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from abd_jax.data import augment
-from abd_jax.perturb import Perturbation
+from abd_jax.perturb import Perturbation, attack_logits_fn
 from abd_jax.train.state import TrainState
 
 Metrics = dict[str, jax.Array]
-
-
-def attack_logits_fn(model: nn.Module, variables: dict, bn_mode: str) -> Callable[[jax.Array], jax.Array]:
-  """The model as seen by the inner attack. BatchNorm never updates its statistics there:
-  'eval' uses the running statistics (the usual PGD-AT practice), 'batch' normalizes with
-  the statistics of the batch being attacked and throws the update away."""
-  if bn_mode == 'eval':
-    return lambda x: model.apply(variables, x, train=False)
-  return lambda x: model.apply(variables, x, train=True, mutable=['batch_stats'])[0]
 
 
 def zero_metrics() -> Metrics:
