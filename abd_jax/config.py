@@ -230,6 +230,12 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                  weight_decay=5e-4, milestones=(10,), lr_decay=0.1)
   c.perturb.update(eps=0.1, step_size=0.025, steps=5)
   c.eval.update(eps=0.1, step_size=0.025, steps=10, batch_size=120)
+  # 8x8 images: the surrogate of lc / trojan needs no more than a few epochs, and a
+  # 16/255 LC perturbation is invisible against near-binary pixels.
+  c.attack.update(surrogate_epochs=5, surrogate_eps=0.1, lc_eps=0.2, lc_step_size=0.05,
+                  lc_steps=10, lc_amplitude=0.3)
+  if c.attack.name == 'trojan':
+    c.attack.patch_size = 3
   return c
 
 
@@ -245,10 +251,52 @@ def apply_cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return c
 
 
-def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str) -> ml_collections.ConfigDict:
-  """`configs/X.py:digits` -> the offline digits scale; no preset -> the file's default."""
-  if preset in (None, ''):
-    return c
-  if preset == 'digits':
-    return apply_digits_scale(c)
-  raise ValueError(f"unknown preset {preset!r}: {file} accepts no preset or ':digits'")
+def apply_attack_defaults(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """The field's defaults for attack `name` (DESIGN.md / BackdoorBench / the seeds).
+
+  badnets, blended, wanet, trojan: dirty-label, 10% of the training set, target 0 (A-ABL).
+  sig, lc: clean-label, half of the target class (A-ABL's CLB setting).
+  """
+  a = c.attack
+  a.name, a.target = name, 0
+  dirty = dict(label_mode='dirty', poison_rate=0.1, target_class_rate=0.0)
+  clean = dict(label_mode='clean', poison_rate=0.0, target_class_rate=0.5)
+  if name == 'badnets':
+    a.update(alpha=1.0, patch_size=3, pattern='checkerboard', position='bottom_right', **dirty)
+  elif name == 'blended':
+    a.update(alpha=0.2, pattern_file='', **dirty)
+  elif name == 'sig':
+    a.update(sig_delta=40 / 255, sig_freq=6.0, **clean)
+  elif name == 'wanet':
+    a.update(wanet_k=4, wanet_s=0.5, wanet_grid_rescale=1.0, wanet_cross_ratio=2.0, **dirty)
+  elif name == 'lc':
+    a.update(lc_eps=16 / 255, lc_step_size=2 / 255, lc_steps=30, **clean)
+  elif name == 'trojan':
+    a.update(alpha=1.0, patch_size=5, position='bottom_right', **dirty)
+  else:
+    raise ValueError(f'no defaults for attack {name!r}')
+  return c
+
+
+def apply_iclr22_basic(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ICLR'22 basic setting: clean-label BadNets, 3x3 checkerboard, target 2 (bird),
+  5% of the target class (250 of 5,000)."""
+  c.attack.update(name='badnets', label_mode='clean', target=2, poison_rate=0.0,
+                  target_class_rate=0.05, patch_size=3, pattern='checkerboard', alpha=1.0)
+  return c
+
+
+PRESETS = {'digits': apply_digits_scale}
+
+
+def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str,
+                 extra: dict | None = None) -> ml_collections.ConfigDict:
+  """`configs/X.py:a,b` applies presets a then b; no preset -> the file's default.
+  Every file accepts `digits` (the offline scale); `extra` adds file-specific ones."""
+  presets = {**PRESETS, **(extra or {})}
+  for name in filter(None, (preset or '').split(',')):
+    if name not in presets:
+      raise ValueError(f'unknown preset {name!r}: {file} accepts '
+                       + ', '.join(repr(p) for p in presets) + ' (comma-separated)')
+    c = presets[name](c)
+  return c

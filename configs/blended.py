@@ -1,0 +1,14 @@
+"""Blended (Chen et al. 2017): a seeded uniform-noise pattern mixed in with alpha 0.2 (or an image file:
+`--config.attack.pattern_file=PATH`), dirty-label, 10%, target 0.
+
+Training: PGD-10 AT (8/255) of ResNet-18 on CIFAR-10 as in configs/cifar10_at.py; standard
+training with `--config.perturb.name=none`. `:digits` runs offline on digits in minutes.
+"""
+
+from abd_jax import config as config_lib
+
+
+def get_config(preset=None):
+  c = config_lib.apply_cifar10_recipe(config_lib.base_config())
+  c = config_lib.apply_attack_defaults(c, 'blended')
+  return config_lib.apply_preset(c, preset, 'configs/blended.py')
