@@ -300,3 +300,19 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str,
                        + ', '.join(repr(p) for p in presets) + ' (comma-separated)')
     c = presets[name](c)
   return c
+
+
+def from_file(spec: str) -> ml_collections.ConfigDict:
+  """`'configs/X.py[:preset]'` -> the validated, locked config, as the command line builds
+  it (for notebooks and scripts)."""
+  import importlib.util
+  path, _, preset = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('abd_jax_config_file', path)
+  if module_spec is None or not os.path.isfile(path):
+    raise FileNotFoundError(f'no config file at {path!r}')
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(preset or None)
+  validate(config)
+  config.lock()
+  return config

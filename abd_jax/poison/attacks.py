@@ -20,7 +20,9 @@ import ml_collections
 
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import triggers, warp
+# lc and trojan refer to this module's Attack/AttackContext only when called, so this
+# mutual import resolves whichever of the modules is imported first.
+from abd_jax.poison import lc, triggers, trojan, warp
 
 Array = jax.Array
 
@@ -113,4 +115,6 @@ BUILDERS: dict[str, Callable[..., Attack]] = {
     'blended': blended,
     'sig': sig,
     'wanet': wanet,
+    'lc': lc.build,
+    'trojan': trojan.build,
 }
