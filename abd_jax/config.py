@@ -236,6 +236,8 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                   lc_steps=10, lc_amplitude=0.3)
   if c.attack.name == 'trojan':
     c.attack.patch_size = 3
+  if c.attack.name == 'sig':  # an 8-pixel row holds at most 4 periods; 6 would alias
+    c.attack.sig_freq = 2.0
   return c
 
 

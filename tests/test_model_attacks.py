@@ -130,22 +130,21 @@ def test_lc_test_trigger_is_the_full_amplitude_corners(lc_run, digits):
 
 def test_finished_surrogate_is_reused_without_retraining(lc_run, digits, no_training):
   config, p, workdir = lc_run
-  ckpt = os.path.join(workdir, surrogate.SURROGATE_DIR, 'checkpoints')
+  ckpt = os.path.join(surrogate.surrogate_dir(workdir, True), 'checkpoints')
   before = {f: os.stat(os.path.join(ckpt, f)).st_mtime_ns for f in os.listdir(ckpt)}
   again = poison_dataset(config, digits, workdir)
   np.testing.assert_array_equal(again.train.x_train, p.train.x_train)
   assert {f: os.stat(os.path.join(ckpt, f)).st_mtime_ns for f in os.listdir(ckpt)} == before
-  assert os.path.exists(os.path.join(workdir, surrogate.SURROGATE_DIR, 'results.json'))
+  assert os.path.exists(os.path.join(surrogate.surrogate_dir(workdir, True), 'results.json'))
 
 
 def test_surrogate_workdir_loads_that_runs_checkpoint(lc_run, digits, tmp_path, no_training):
   config, p, workdir = lc_run
-  other = attack_config('lc', target=3,
-                        surrogate_workdir=os.path.join(workdir, surrogate.SURROGATE_DIR))
+  other = attack_config('lc', target=3, surrogate_workdir=surrogate.surrogate_dir(workdir, True))
   loaded = poison_dataset(other, digits, str(tmp_path))
   np.testing.assert_array_equal(loaded.train.x_train, p.train.x_train)  # same variables
   assert loaded.manifest['params']['surrogate'] == other.attack.surrogate_workdir
-  assert not os.path.exists(tmp_path / surrogate.SURROGATE_DIR)
+  assert not os.path.exists(surrogate.surrogate_dir(str(tmp_path), True))
 
 
 @pytest.mark.parametrize('with_folder', [False, True])
@@ -230,6 +229,6 @@ def test_trojan_neurons_beyond_the_feature_width_are_refused(trojan_run, digits,
                                                              no_training):
   _, _, workdir = trojan_run
   c = attack_config('trojan', trojan_neurons=10_000,
-                    surrogate_workdir=os.path.join(workdir, surrogate.SURROGATE_DIR))
+                    surrogate_workdir=surrogate.surrogate_dir(workdir, False))
   with pytest.raises(ConfigError, match=r'attack\.trojan_neurons'):
     poison_dataset(c, digits, str(tmp_path))

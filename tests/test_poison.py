@@ -1,9 +1,7 @@
 """Poisoning core: index selection, label modes, manifests, triggered test sets, errors,
 and the end-to-end BadNets backdoor on digits."""
 
-import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest

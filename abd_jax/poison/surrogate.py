@@ -1,7 +1,8 @@
 """The trained model the model-based attacks (lc, trojan) craft their poison with.
 
 Either a finished run of this library (`attack.surrogate_workdir`: its latest checkpoint
-is restored), or one trained here on the clean data in `WORKDIR/surrogate`. That folder
+is restored), or one trained here on the clean data in `WORKDIR/surrogate_at` (lc) or
+`WORKDIR/surrogate_st` (trojan), so both can share a workdir. That folder
 is an ordinary run directory (`config.json`, `metrics.jsonl`, `checkpoints/`,
 `results.json`): an interrupted surrogate resumes, a finished one is reused as is.
 
@@ -26,13 +27,16 @@ from abd_jax.models import create_model
 if TYPE_CHECKING:  # attacks imports the attack modules, which import this one
   from abd_jax.poison.attacks import AttackContext
 
-SURROGATE_DIR = 'surrogate'
 _FIELD = 'attack.surrogate_workdir'
+
+
+def surrogate_dir(workdir: str, adversarial: bool) -> str:
+  return os.path.join(workdir, 'surrogate_at' if adversarial else 'surrogate_st')
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
   """What the manifest records as the surrogate: the configured run's path, or 'trained'
-  (the one in WORKDIR/surrogate)."""
+  (the one in WORKDIR/surrogate_*)."""
   return config.attack.surrogate_workdir or 'trained'
 
 
@@ -41,9 +45,12 @@ def surrogate_config(config: ml_collections.ConfigDict, adversarial: bool) -> ml
   `attack.surrogate_epochs` epochs (0 = `train.epochs`), with L-inf PGD AT of budget
   `attack.surrogate_eps` (step eps/4, `perturb.steps` steps) if `adversarial` and that
   budget is > 0, standard training otherwise."""
+  from abd_jax import config as config_lib  # circular at import: config imports poison
   c = config.copy_and_resolve_references()
   a = config.attack
-  c.attack.name = 'none'
+  # The attack's own fields do not shape the surrogate: reset them so that changing, say,
+  # the trigger amplitude reuses the surrogate instead of refusing its run directory.
+  c.attack.update(config_lib.base_config().attack.to_dict())
   c.train.epochs = a.surrogate_epochs or config.train.epochs
   if adversarial and a.surrogate_eps > 0:
     # eps/4 is the 8/255 -> 2/255 ratio of the seed's AT surrogate.
@@ -103,7 +110,7 @@ def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool
 
   `data` is the clean dataset. With `attack.surrogate_workdir` set, its latest checkpoint
   is restored (model and optimizer from its config.json, else from `ctx.config`);
-  otherwise a surrogate is trained in `ctx.workdir`/surrogate, or resumed there, or
+  otherwise a surrogate is trained in `surrogate_dir(ctx.workdir, adversarial)`, or resumed there, or
   reused once that run has written its results.json.
   """
   config = ctx.config
@@ -115,7 +122,7 @@ def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool
   from abd_jax import config as config_lib  # circular at import: config imports poison
   from abd_jax import train as train_lib
 
-  run_dir = os.path.join(ctx.workdir, SURROGATE_DIR)
+  run_dir = surrogate_dir(ctx.workdir, adversarial)
   sconfig = surrogate_config(config, adversarial)
   config_lib.validate(sconfig)
   is_writer = jax.process_index() == 0
