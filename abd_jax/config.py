@@ -48,7 +48,12 @@ def base_config() -> ml_collections.ConfigDict:
   # The inner maximization used to build training inputs ('none' = standard training).
   c.perturb = ml_collections.ConfigDict(dict(
       name='linf', eps=8 / 255, step_size=2 / 255, steps=10, random_start=True,
-      bn_mode='eval', unroll='auto'))
+      bn_mode='eval', unroll='auto',
+      # Spatial flow-field budget (L-inf of the flow in normalized [-1, 1] grid units),
+      # its step, and the relaxation weight beta of adversarial vs random perturbation.
+      eps_spatial=0.05, step_size_spatial=0.0125, beta=1.0,
+      # mixup / cutmix: lambda ~ Beta(mix_alpha, mix_alpha).
+      mix_alpha=1.0))
 
   # Robust accuracy is measured with L-inf PGD of this budget (random start).
   c.eval = ml_collections.ConfigDict(dict(
@@ -152,6 +157,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _int_at_least('perturb.steps', p.steps, 1)
   _one_of('perturb.bn_mode', p.bn_mode, BN_MODES)
   _one_of('perturb.unroll', p.unroll, UNROLL_MODES)
+  _number_in('perturb.eps_spatial', p.eps_spatial, 0.0, 2.0)
+  _number_in('perturb.step_size_spatial', p.step_size_spatial, 0.0, 2.0)
+  _number_in('perturb.beta', p.beta, 0.0, 1.0)
+  _number_in('perturb.mix_alpha', p.mix_alpha, 0.0, 1e3, low_open=True)
   if p.name in ('linf', 'fgsm', 'fgsm_targeted', 'ifgsm'):
     _number_in('perturb.eps', p.eps, 0.0, 1.0)  # an L-inf budget beyond 1 is the whole [0,1] cube
 
@@ -228,7 +237,11 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   c.model.name, c.model.width, c.model.dtype = 'cnn', 1.0, 'float32'
   c.train.update(epochs=15, batch_size=64, optimizer='sgd', lr=0.05, momentum=0.9,
                  weight_decay=5e-4, milestones=(10,), lr_decay=0.1)
-  c.perturb.update(eps=0.1, step_size=0.025, steps=5)
+  c.perturb.update(eps=0.1, step_size=0.025, steps=5, eps_spatial=0.15, step_size_spatial=0.0375)
+  if c.perturb.name == 'l2':  # 64 near-binary pixels: an L2 ball of 1 ~ one flipped pixel
+    c.perturb.update(eps=1.0, step_size=0.25)
+  if c.perturb.name == 'random_linf':  # random noise needs a larger ball to matter
+    c.perturb.eps = 0.3
   c.eval.update(eps=0.1, step_size=0.025, steps=10, batch_size=120)
   # 8x8 images: the surrogate of lc / trojan needs no more than a few epochs, and a
   # 16/255 LC perturbation is invisible against near-binary pixels.
@@ -288,14 +301,41 @@ def apply_iclr22_basic(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   return c
 
 
+def apply_regime(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """Training-regime defaults of Gao et al. (TNNLS'23) on CIFAR-10.
+
+  cat: relaxed spatial (eps_s 0.05) then relaxed L-inf (4/255), beta 0.8 (Algorithm 1);
+  spatial: flow-field AT, eps_s 0.05; l2: L2 PGD, eps 128/255; random_linf: random sign
+  noise of 16/255 (Table I); mixup / cutmix: Beta(1, 1) mixing.
+  """
+  p = c.perturb
+  p.name = name
+  if name == 'cat':
+    p.update(eps=4 / 255, step_size=1 / 255, eps_spatial=0.05, step_size_spatial=0.0125,
+             beta=0.8, steps=10)
+  elif name == 'spatial':
+    p.update(eps_spatial=0.05, step_size_spatial=0.0125, beta=1.0, steps=10)
+  elif name == 'l2':
+    p.update(eps=128 / 255, step_size=32 / 255, steps=10)
+  elif name == 'random_linf':
+    p.update(eps=16 / 255)
+  elif name in ('mixup', 'cutmix'):
+    p.mix_alpha = 1.0
+  else:
+    raise ValueError(f'no regime defaults for {name!r}')
+  return c
+
+
 PRESETS = {'digits': apply_digits_scale}
 
 
 def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str,
                  extra: dict | None = None) -> ml_collections.ConfigDict:
   """`configs/X.py:a,b` applies presets a then b; no preset -> the file's default.
-  Every file accepts `digits` (the offline scale); `extra` adds file-specific ones."""
-  presets = {**PRESETS, **(extra or {})}
+  Every file accepts `digits` (the offline scale) and an attack name (that attack at its
+  defaults, e.g. `configs/cat.py:blended,digits`); `extra` adds file-specific ones."""
+  presets = {**PRESETS, **{a: (lambda cc, a=a: apply_attack_defaults(cc, a)) for a in ATTACK_NAMES
+                            if a != 'none'}, **(extra or {})}
   for name in filter(None, (preset or '').split(',')):
     if name not in presets:
       raise ValueError(f'unknown preset {name!r}: {file} accepts '

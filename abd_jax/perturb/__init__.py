@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from abd_jax.perturb import l2, linf
+from abd_jax.perturb.mix import MIXINGS, Mixing
 from abd_jax.perturb.base import Perturbation, resolve_unroll
 
 _REGISTRY = {
@@ -19,7 +20,7 @@ _REGISTRY = {
     'fgsm_targeted': linf.fgsm_targeted,
     'ifgsm': linf.ifgsm,
 }
-PERTURB_NAMES = ('none',) + tuple(_REGISTRY)
+PERTURB_NAMES = ('none',) + tuple(_REGISTRY) + tuple(MIXINGS)
 
 
 def attack_logits_fn(model, variables: dict, bn_mode: str = 'eval'):
@@ -38,7 +39,7 @@ def identity(logits_fn, x, y, key, hp):
 
 def make_perturbation(name: str, steps: int = 1, random_start: bool = True,
                       unroll: str = 'auto') -> Perturbation:
-  if name == 'none':
+  if name == 'none' or name in MIXINGS:  # mixing regimes change inputs and labels in the step
     return identity
   if name not in _REGISTRY:
     raise ValueError(f'perturb.name = {name!r} is not allowed: must be one of {PERTURB_NAMES}')
@@ -46,4 +47,4 @@ def make_perturbation(name: str, steps: int = 1, random_start: bool = True,
                            unroll=resolve_unroll(unroll))
 
 
-__all__ = ['PERTURB_NAMES', 'Perturbation', 'attack_logits_fn', 'identity', 'make_perturbation']
+__all__ = ['MIXINGS', 'Mixing', 'PERTURB_NAMES', 'Perturbation', 'attack_logits_fn', 'identity', 'make_perturbation']

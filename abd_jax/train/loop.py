@@ -14,7 +14,7 @@ from abd_jax import config as config_lib
 from abd_jax import evaluate, parallel
 from abd_jax.data import Dataset
 from abd_jax.models import create_model
-from abd_jax.perturb import make_perturbation
+from abd_jax.perturb import MIXINGS, make_perturbation
 from abd_jax.train.checkpoint import Checkpointer
 from abd_jax.train.optim import learning_rate_schedule, make_optimizer
 from abd_jax.train.progress import Progress
@@ -33,9 +33,12 @@ def run_keys(seed: int) -> dict[str, jax.Array]:
   return {name: jax.random.fold_in(root, i) for i, name in enumerate(names)}
 
 
+HPARAM_FIELDS = ('eps', 'step_size', 'eps_spatial', 'step_size_spatial', 'beta', 'mix_alpha')
+
+
 def perturb_hparams(block: ml_collections.ConfigDict) -> dict[str, jax.Array]:
-  """The swept hyperparameters as traced float32 scalars."""
-  return {'eps': jnp.float32(block.eps), 'step_size': jnp.float32(block.step_size)}
+  """The swept hyperparameters of a config block (those it has) as traced float32 scalars."""
+  return {k: jnp.float32(block[k]) for k in HPARAM_FIELDS if k in block}
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -74,7 +77,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
   train_step = jax.jit(
       make_train_step(model, perturbation, batch_size=batch_size,
                       crop_padding=config.dataset.crop_padding, flip=config.dataset.flip,
-                      bn_mode=p.bn_mode, batch_sharding=parallel.batch_sharded(mesh)),
+                      bn_mode=p.bn_mode, batch_sharding=parallel.batch_sharded(mesh),
+                      mixing=MIXINGS.get(p.name)),
       donate_argnums=(0, 1))
   num_train = len(data.y_train)
   permute = jax.jit(lambda key, epoch: jax.random.permutation(jax.random.fold_in(key, epoch),

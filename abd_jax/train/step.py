@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from abd_jax.data import augment
-from abd_jax.perturb import Perturbation, attack_logits_fn
+from abd_jax.perturb import Mixing, Perturbation, attack_logits_fn
 from abd_jax.train.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -30,27 +30,33 @@ def gather_batch(images: jax.Array, labels: jax.Array, order: jax.Array, index: 
 
 
 def make_train_step(model: nn.Module, perturbation: Perturbation, *, batch_size: int,
-                    crop_padding: int, flip: bool, bn_mode: str, batch_sharding=None):
+                    crop_padding: int, flip: bool, bn_mode: str, batch_sharding=None,
+                    mixing: Mixing | None = None):
   """Returns `step(state, metrics, images, labels, order, index, key, hp) -> (state, metrics)`.
 
   images: uint8 [N,H,W,C] on device; labels int32 [N]; order: int32 [N] permutation of the
   epoch; index: int32 scalar, batch number within the epoch; key: the run's training key
   (the step folds in `state.step`, so resuming replays the same randomness); hp: traced
   perturbation hyperparameters. `metrics` accumulates sums on device between host reads.
+  `mixing` (mixup / CutMix) replaces the single-label loss by the mixed one.
   """
 
   def step(state: TrainState, metrics: Metrics, images, labels, order, index, key, hp):
     x, y = gather_batch(images, labels, order, index, batch_size, batch_sharding)
     key = jax.random.fold_in(key, state.step)
-    k_aug, k_adv = jax.random.split(key)
+    k_aug, k_adv, k_mix = jax.random.split(key, 3)
     x = augment(k_aug, x, crop_padding, flip)
     logits_fn = attack_logits_fn(model, state.variables, bn_mode)
     x_adv = jax.lax.stop_gradient(perturbation(logits_fn, x, y, k_adv, hp))
+    y_other, lam = y, 1.0
+    if mixing is not None:
+      x_adv, y_other, lam = mixing(k_mix, x_adv, y, hp)
 
     def loss_fn(params):
       logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
                                     x_adv, train=True, mutable=['batch_stats'])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      ce = optax.softmax_cross_entropy_with_integer_labels
+      loss = (lam * ce(logits, y) + (1.0 - lam) * ce(logits, y_other)).mean()
       return loss, (logits, updates.get('batch_stats', {}))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
