@@ -22,7 +22,6 @@ import ml_collections
 from abd_jax import workdir as workdir_lib
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-from abd_jax.models import create_model
 
 if TYPE_CHECKING:  # attacks imports the attack modules, which import this one
   from abd_jax.poison.attacks import AttackContext
@@ -63,48 +62,6 @@ def surrogate_config(config: ml_collections.ConfigDict, adversarial: bool) -> ml
   return c
 
 
-def _restore_variables(run_dir: str, model_cfg: ml_collections.ConfigDict,
-                       train_cfg: ml_collections.ConfigDict, data: Dataset,
-                       max_to_keep: int) -> tuple:
-  """(model, {'params', 'batch_stats'}) from the newest checkpoint in `run_dir`/checkpoints.
-  Raises ConfigError naming `attack.surrogate_workdir` if there is none or it does not fit."""
-  from abd_jax.train import CheckpointError, Checkpointer, create_train_state  # circular at import
-  from abd_jax.train.optim import make_optimizer
-
-  ckpt_dir = os.path.join(run_dir, 'checkpoints')
-  if not os.path.isdir(ckpt_dir):  # checked first: the Checkpointer would create it
-    raise ConfigError(_FIELD, run_dir, 'must be the workdir of a finished run (it has no '
-                      'checkpoints/ folder)')
-  model = create_model(model_cfg.name, data.num_classes, model_cfg.width, model_cfg.dtype)
-  # The optimizer state is part of the checkpoint, so the template needs the same optimizer;
-  # the steps per epoch only move the lr boundaries, not the state's structure.
-  template = create_train_state(model, make_optimizer(train_cfg, 1), jax.random.key(0),
-                                data.image_shape)
-  ckpt = Checkpointer(ckpt_dir, max_to_keep)
-  try:
-    if ckpt.latest_epoch() is None:
-      raise ConfigError(_FIELD, run_dir, f'holds no checkpoint in {ckpt_dir}: point it at a '
-                        'finished run, or leave it empty to train a surrogate')
-    try:
-      state, _ = ckpt.restore_latest(template)
-    except CheckpointError as e:
-      raise ConfigError(_FIELD, run_dir, f'its checkpoint does not fit model '
-                        f'{model_cfg.name!r} on {data.name} ({e})') from None
-  finally:
-    ckpt.close()
-  return model, state.variables
-
-
-def _run_blocks(run_dir: str, fallback: ml_collections.ConfigDict):
-  """The model and train blocks the run in `run_dir` was made with (its config.json), or
-  `fallback`'s when it has none: a surrogate may have another architecture than the victim."""
-  path = os.path.join(run_dir, 'config.json')
-  if not os.path.exists(path):
-    return fallback.model, fallback.train
-  saved = workdir_lib.read_json(path)
-  return ml_collections.ConfigDict(saved['model']), ml_collections.ConfigDict(saved['train'])
-
-
 def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool) -> tuple:
   """(model, variables) of the surrogate for the run `ctx` describes.
 
@@ -115,9 +72,12 @@ def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool
   """
   config = ctx.config
   if config.attack.surrogate_workdir:
+    from abd_jax.train.restore import RestoreError, load_run_variables
     run_dir = os.path.expanduser(config.attack.surrogate_workdir)
-    model_cfg, train_cfg = _run_blocks(run_dir, config)
-    return _restore_variables(run_dir, model_cfg, train_cfg, data, config.checkpoint.max_to_keep)
+    try:
+      return load_run_variables(run_dir, data, fallback=config)
+    except RestoreError as e:
+      raise ConfigError(_FIELD, run_dir, str(e)) from None
 
   from abd_jax import config as config_lib  # circular at import: config imports poison
   from abd_jax import train as train_lib
@@ -135,5 +95,5 @@ def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool
     results = train_lib.train_and_evaluate(sconfig, data, run_dir)
     if is_writer:
       workdir_lib.write_json(results_path, results)
-  return _restore_variables(run_dir, sconfig.model, sconfig.train, data,
-                            config.checkpoint.max_to_keep)
+  from abd_jax.train.restore import load_run_variables
+  return load_run_variables(run_dir, data, fallback=sconfig)
