@@ -10,7 +10,7 @@ import jax
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import parallel, poison, workdir as workdir_lib
+from abd_jax import figures, parallel, poison, workdir as workdir_lib
 from abd_jax.data import load_dataset
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.progress import format_table
@@ -40,6 +40,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
       data, backdoor = poisoned.train, poisoned.backdoor
     results = train_and_evaluate(config, data, workdir, backdoor=backdoor)
     if is_writer:
+      if backdoor is not None and config.perturb.name in figures.SPATIAL_REGIMES:
+        figures.spatial_examples(config, data, poisoned.manifest['indices'], workdir)
       workdir_lib.write_json(results_path, results)
   print(format_table(results))
   return results

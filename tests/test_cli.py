@@ -125,3 +125,16 @@ def test_bad_command_line_gives_one_line_error(tmp_path, override, message):
   assert proc.returncode in (1, 2)
   assert message in proc.stderr and 'Traceback' not in proc.stderr
   assert not (tmp_path / 'run' / 'checkpoints').exists()  # rejected before any compute
+
+
+def test_cat_digits_end_to_end_writes_metrics_and_the_spatial_figure(tmp_path):
+  workdir = tmp_path / 'cat'
+  run_cli(workdir, '--config.train.epochs=2', '--config.perturb.steps=2', '--config.eval.steps=2',
+          '--config.log.progress=false', config='configs/cat.py:digits')
+  results = read_json(workdir / 'results.json')
+  for key in ('clean_acc', 'robust_acc', 'asr'):
+    assert 0.0 <= results[key] <= 1.0, results
+  config = read_json(workdir / 'config.json')
+  assert config['perturb']['name'] == 'cat' and config['perturb']['beta'] == 0.8
+  assert (workdir / 'spatial_examples.png').stat().st_size > 5_000
+  assert read_json(workdir / 'poison_manifest.json')['attack'] == 'badnets'

@@ -1,15 +1,21 @@
 """Inner maximizations, chosen by name (`perturb.name` in the config).
 
 `make_perturbation(name, steps, random_start, unroll)` binds the static parts and returns
-a `Perturbation`: `(logits_fn, x, y, key, hp) -> x_adv` with traced `hp['eps']` and
-`hp['step_size']`. 'none' is the identity (standard training).
+a `Perturbation`: `(logits_fn, x, y, key, hp) -> x_adv` with traced hyperparameters in
+`hp`: `eps`, `step_size` (L-inf / L2), `eps_spatial`, `step_size_spatial` (flow, in
+normalized grid units) and `beta` (relaxation; 1 = fully adversarial). 'none' is the
+identity (standard training).
+
+Regimes of Gao et al. (TNNLS'23): 'spatial' (relaxed flow-field attack), 'relaxed_linf',
+the random baselines 'random_linf' and 'random_spatial', and 'cat' (composite AT,
+Algorithm 1: relaxed spatial, then relaxed L-inf). 'linf' is plain PGD and ignores beta.
 """
 
 from __future__ import annotations
 
 import functools
 
-from abd_jax.perturb import l2, linf
+from abd_jax.perturb import composite, l2, linf, relaxed, spatial
 from abd_jax.perturb.mix import MIXINGS, Mixing
 from abd_jax.perturb.base import Perturbation, resolve_unroll
 
@@ -19,6 +25,11 @@ _REGISTRY = {
     'fgsm': linf.fgsm,
     'fgsm_targeted': linf.fgsm_targeted,
     'ifgsm': linf.ifgsm,
+    'relaxed_linf': relaxed.relaxed_linf,
+    'random_linf': relaxed.random_linf,
+    'spatial': spatial.spatial,
+    'random_spatial': spatial.random_spatial,
+    'cat': composite.cat,
 }
 PERTURB_NAMES = ('none',) + tuple(_REGISTRY) + tuple(MIXINGS)
 
