@@ -1,0 +1,63 @@
+"""Cost of one inner maximization per regime, relative to PGD-10 on the same model and batch.
+
+    python benchmarks/perturb_cost.py [--rounds=5] [--reps=5]
+
+Times the jitted attack alone (no weight update) for linf (PGD), spatial, relaxed_linf and
+cat, 10 steps each, interleaving the regimes so machine load hits them alike, and prints
+the median and the ratio to PGD-10. Targets: spatial <= ~1.3x PGD; cat ~ spatial + PGD.
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from abd_jax.models import create_model
+from abd_jax.perturb import attack_logits_fn, make_perturbation
+
+REGIMES = ('linf', 'spatial', 'relaxed_linf', 'cat')
+HP = dict(eps=8 / 255, step_size=2 / 255, eps_spatial=0.05, step_size_spatial=0.0125, beta=0.8)
+CASES = (('cnn', 1.0, (8, 8, 1), 128), ('resnet18', 0.25, (32, 32, 3), 32))
+
+
+def bench(model_name, width, shape, batch, rounds, reps, steps):
+  model = create_model(model_name, 10, width)
+  x = jax.random.uniform(jax.random.key(0), (batch, *shape))
+  y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+  variables = model.init(jax.random.key(2), x[:1], train=False)
+  hp = {k: jnp.float32(v) for k, v in HP.items()}
+  fns = {}
+  for name in REGIMES:
+    attack = make_perturbation(name, steps)
+    fns[name] = jax.jit(lambda v, xx, yy, k, h, attack=attack:
+                        attack(attack_logits_fn(model, v), xx, yy, k, h))
+    fns[name](variables, x, y, jax.random.key(3), hp).block_until_ready()  # compile
+  times = {name: [] for name in REGIMES}
+  for _ in range(rounds):
+    for name in REGIMES:
+      for i in range(reps):
+        t0 = time.perf_counter()
+        fns[name](variables, x, y, jax.random.key(i), hp).block_until_ready()
+        times[name].append(time.perf_counter() - t0)
+  base = statistics.median(times['linf'])
+  for name in REGIMES:
+    m = statistics.median(times[name])
+    print(f'{model_name:<9} w{width:<5} {str(shape):<12} B{batch:<4} {name:<13} '
+          f'{1e3 * m:8.1f} ms  {m / base:5.2f}x PGD-{steps}', flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--rounds', type=int, default=5)
+  parser.add_argument('--reps', type=int, default=5)
+  parser.add_argument('--steps', type=int, default=10)
+  args = parser.parse_args()
+  print(f'backend={jax.default_backend()} device={jax.devices()[0].device_kind}')
+  for case in CASES:
+    bench(*case, args.rounds, args.reps, args.steps)
+
+
+if __name__ == '__main__':
+  main()
