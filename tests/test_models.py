@@ -239,3 +239,10 @@ def test_invalid_arguments(kwargs, field):
     assert 'resnet50' in str(info.value)
     for name in MODEL_NAMES:
       assert name in str(info.value)
+
+
+def test_cnn_max_pool_matches_flax_max_pool():
+  import flax.linen as nn
+  from abd_jax.models.cnn import max_pool_2x2
+  x = jax.random.normal(jax.random.key(0), (3, 9, 8, 5))
+  np.testing.assert_array_equal(max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))

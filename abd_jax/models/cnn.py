@@ -30,6 +30,17 @@ class CNN(nn.Module):
     norm = batch_norm(train, self.dtype)
     x = nn.relu(norm()(conv3x3(scale_width(32, self.width))(x)))
     x = nn.relu(norm()(conv3x3(scale_width(64, self.width))(x)))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = max_pool_2x2(x)
     x = nn.relu(norm()(conv3x3(scale_width(128, self.width))(x)))
     return classifier_head(self, x, self.num_classes, self.dtype)
+
+
+def max_pool_2x2(x):
+  """2x2 max-pool, stride 2, [B,H,W,C] -> [B,H//2,W//2,C] (odd edges dropped, as VALID).
+
+  A reshape + max: XLA:CPU turns `nn.max_pool`'s gradient into a reduce-window over index
+  arrays plus a scatter, which measured 15-20% of a CNN attack step.
+  """
+  b, h, w, c = x.shape
+  x = x[:, :h // 2 * 2, :w // 2 * 2]
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
