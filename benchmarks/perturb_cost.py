@@ -8,14 +8,13 @@ the median and the ratio to PGD-10. Targets: spatial <= ~1.3x PGD; cat ~ spatial
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 from abd_jax.models import create_model
 from abd_jax.perturb import attack_logits_fn, make_perturbation
+from timing import interleaved_medians
 
 REGIMES = ('linf', 'spatial', 'relaxed_linf', 'cat')
 HP = dict(eps=8 / 255, step_size=2 / 255, eps_spatial=0.05, step_size_spatial=0.0125, beta=0.8)
@@ -34,16 +33,12 @@ def bench(model_name, width, shape, batch, rounds, reps, steps):
     fns[name] = jax.jit(lambda v, xx, yy, k, h, attack=attack:
                         attack(attack_logits_fn(model, v), xx, yy, k, h))
     fns[name](variables, x, y, jax.random.key(3), hp).block_until_ready()  # compile
-  times = {name: [] for name in REGIMES}
-  for _ in range(rounds):
-    for name in REGIMES:
-      for i in range(reps):
-        t0 = time.perf_counter()
-        fns[name](variables, x, y, jax.random.key(i), hp).block_until_ready()
-        times[name].append(time.perf_counter() - t0)
-  base = statistics.median(times['linf'])
+  calls = {name: (lambda i, fn=fn: fn(variables, x, y, jax.random.key(i), hp))
+           for name, fn in fns.items()}
+  medians = interleaved_medians(calls, rounds, reps)
+  base = medians['linf']
   for name in REGIMES:
-    m = statistics.median(times[name])
+    m = medians[name]
     print(f'{model_name:<9} w{width:<5} {str(shape):<12} B{batch:<4} {name:<13} '
           f'{1e3 * m:8.1f} ms  {m / base:5.2f}x PGD-{steps}', flush=True)
 

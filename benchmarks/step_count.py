@@ -11,8 +11,6 @@ chunks of 10 unrolled steps from the host (the CPU default). Prints ms per batch
 """
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +18,7 @@ import jax.numpy as jnp
 from abd_jax.defenses.step_count import CPU_CHUNK, count_steps, finish, init_carry, min_steps_to_flip
 from abd_jax.models import create_model
 from abd_jax.perturb import attack_logits_fn, make_perturbation
+from timing import interleaved_medians
 
 CASES = (('cnn', 1.0, (8, 8, 1), 128), ('resnet18', 0.25, (32, 32, 3), 32))
 
@@ -51,16 +50,12 @@ def bench(model_name, width, shape, batch, rounds, reps, steps):
   for name, fn in fns.items():
     if name.startswith('count'):
       assert int(jnp.min(fn(variables, x, y, jax.random.key(3)))) == steps + 1
-  times = {name: [] for name in fns}
-  for _ in range(rounds):
-    for name, fn in fns.items():
-      for i in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(variables, x, y, jax.random.key(i)))
-        times[name].append(time.perf_counter() - t0)
-  base = statistics.median(times['pgd'])
+  calls = {name: (lambda i, fn=fn: fn(variables, x, y, jax.random.key(i)))
+           for name, fn in fns.items()}
+  medians = interleaved_medians(calls, rounds, reps)
+  base = medians['pgd']
   for name in fns:
-    m = statistics.median(times[name])
+    m = medians[name]
     print(f'{model_name:<9} w{width:<5} {str(shape):<12} B{batch:<4} {name:<12} {steps} steps '
           f'{1e3 * m:8.1f} ms  {m / base:5.2f}x PGD-{steps}  '
           f'{batch * steps / m:9.0f} image-steps/s', flush=True)
