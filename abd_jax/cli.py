@@ -56,9 +56,9 @@ def load_config(config_flag):
   return config
 
 
-def run_or_exit(fn: Callable[[], T]) -> T:
-  """fn(), with the user errors printed as one line (exit 1)."""
+def run_or_exit(fn: Callable[[], T], extra: tuple[type[Exception], ...] = ()) -> T:
+  """fn(), with the user errors (and `extra` ones) printed as one line (exit 1)."""
   try:
     return fn()
-  except USER_ERRORS as e:
+  except USER_ERRORS + extra as e:
     fail(str(e), 1)

@@ -8,6 +8,7 @@ the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from typing import Any, Iterable
@@ -99,6 +100,24 @@ def base_config() -> ml_collections.ConfigDict:
 def to_dict(config: ml_collections.ConfigDict) -> dict:
   """Plain JSON-able dict (tuples become lists) — what `config.json` holds."""
   return json.loads(config.to_json())
+
+
+def split_sweep(config: ml_collections.ConfigDict
+                ) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict | None]:
+  """(the experiment config without its `sweep` block, a locked copy; a copy of that block,
+  or None). A sweep config's experiment part is what `abd_jax.main` runs for one point.
+
+  Works on a locked config; the copy keeps the field order, so its `to_json()` equals that
+  of the same config built without a sweep block.
+  """
+  experiment = copy.deepcopy(config)
+  block = None
+  if 'sweep' in experiment:
+    with experiment.unlocked():
+      block = experiment['sweep']
+      del experiment['sweep']
+  experiment.lock()
+  return experiment, block
 
 
 # ---------------------------------------------------------------------------- validation
@@ -412,9 +431,8 @@ def apply_preset(c: ml_collections.ConfigDict, preset: str | None, file: str,
   return c
 
 
-def from_file(spec: str) -> ml_collections.ConfigDict:
-  """`'configs/X.py[:preset]'` -> the validated, locked config, as the command line builds
-  it (for notebooks and scripts)."""
+def load_file(spec: str) -> ml_collections.ConfigDict:
+  """`'configs/X.py[:preset]'` -> the file's `get_config(preset)`, unvalidated."""
   import importlib.util
   path, _, preset = spec.partition(':')
   module_spec = importlib.util.spec_from_file_location('abd_jax_config_file', path)
@@ -422,7 +440,13 @@ def from_file(spec: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'no config file at {path!r}')
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config(preset or None)
+  return module.get_config(preset or None)
+
+
+def from_file(spec: str) -> ml_collections.ConfigDict:
+  """`'configs/X.py[:preset]'` -> the validated, locked config, as the command line builds
+  it (for notebooks and scripts)."""
+  config = load_file(spec)
   validate(config)
   config.lock()
   return config

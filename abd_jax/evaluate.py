@@ -23,14 +23,22 @@ from abd_jax.perturb import Perturbation, attack_logits_fn
 
 @dataclasses.dataclass(frozen=True)
 class EvalSet:
-  """A test set padded to whole batches and kept on device. `valid` masks the padding."""
-  images: jax.Array  # uint8 [num_batches * B, H, W, C]
-  labels: jax.Array  # int32 [num_batches * B]
-  valid: jax.Array   # bool  [num_batches * B]
-  size: int          # number of real examples
+  """A test set padded to whole batches and kept on device. `valid` masks the padding.
+
+  A stacked set (one per run of a vmapped sweep group) has a leading run axis on every
+  array and one size per run."""
+  images: jax.Array        # uint8 [(G,) num_batches * B, H, W, C]
+  labels: jax.Array        # int32 [(G,) num_batches * B]
+  valid: jax.Array         # bool  [(G,) num_batches * B]
+  size: int | np.ndarray   # number of real examples (int64 [G] when stacked)
+
+  @property
+  def stacked(self) -> bool:
+    return self.images.ndim == 5
 
   def num_batches(self, batch_size: int, limit: int = 0) -> int:
-    n = self.size if limit <= 0 else min(limit, self.size)
+    n = int(np.max(self.size))
+    n = n if limit <= 0 else min(limit, n)
     return math.ceil(n / batch_size)
 
 
@@ -53,6 +61,30 @@ def put_labels(labels: np.ndarray, batch_size: int, mesh) -> jax.Array:
   return parallel.put_replicated(_pad_to_batches(labels.astype(np.int32), batch_size), mesh)
 
 
+def _pad_stack(arrays: list[np.ndarray], length: int) -> np.ndarray:
+  return np.stack([np.concatenate([a, np.zeros((length - len(a), *a.shape[1:]), a.dtype)])
+                   for a in arrays])
+
+
+def make_stacked_eval_set(images: list[np.ndarray], labels: list[np.ndarray], batch_size: int,
+                          mesh) -> EvalSet:
+  """One test set per run (e.g. each run's triggered images), padded to the same whole
+  number of batches and stacked on a leading run axis, sharded over the 'runs' mesh axis."""
+  sizes = np.array([len(y) for y in labels], np.int64)
+  length = max(1, math.ceil(int(sizes.max()) / batch_size)) * batch_size
+  valid = np.arange(length)[None, :] < sizes[:, None]
+  arrays = parallel.put_per_run(
+      (_pad_stack(images, length), _pad_stack([y.astype(np.int32) for y in labels], length),
+       valid), mesh)
+  return EvalSet(*arrays, size=sizes)
+
+
+def put_stacked_labels(labels: list[np.ndarray], batch_size: int, mesh) -> jax.Array:
+  """Another labelling of a stacked EvalSet's images, padded alike."""
+  length = max(1, math.ceil(max(len(y) for y in labels) / batch_size)) * batch_size
+  return parallel.put_per_run(_pad_stack([y.astype(np.int32) for y in labels], length), mesh)
+
+
 @dataclasses.dataclass(frozen=True)
 class BackdoorTestSet:
   """Triggered test images (host arrays): those whose true label is not the target
@@ -63,10 +95,15 @@ class BackdoorTestSet:
 
 
 class Evaluator:
-  """Compiled counting passes over an `EvalSet`, batch by batch, summed on device."""
+  """Compiled counting passes over an `EvalSet`, batch by batch, summed on device.
 
-  def __init__(self, model: nn.Module, attack: Perturbation, batch_size: int, mesh):
-    self.batch_size = batch_size
+  `stacked=True` evaluates a vmapped sweep group: `variables` (and the attack's key and
+  hyperparameters) carry a leading run axis [G, ...], the set is shared by every run or
+  stacked per run, and accuracies come back as float64 [G]."""
+
+  def __init__(self, model: nn.Module, attack: Perturbation, batch_size: int, mesh,
+               stacked: bool = False):
+    self.batch_size, self.stacked = batch_size, stacked
     sharding = parallel.batch_sharded(mesh)
 
     def batch(s: EvalSet, index):
@@ -86,20 +123,35 @@ class Evaluator:
       pred = jnp.argmax(logits_fn(x_adv), -1)
       return jnp.sum((pred == y) & v)
 
-    self._clean = jax.jit(clean_hits)
-    self._robust = jax.jit(robust_hits)
+    if not stacked:
+      self._clean = {False: jax.jit(clean_hits)}
+      self._robust = {False: jax.jit(robust_hits)}
+    else:
+      # Variables, keys and budgets are per run; the set is shared (None) or per run (0).
+      vmap = lambda fn, axes: jax.jit(jax.vmap(fn, in_axes=axes,
+                                               spmd_axis_name=parallel.RUNS_AXIS))
+      self._clean = {per_run: vmap(clean_hits, (0, a, a, a, None))
+                     for per_run, a in ((False, None), (True, 0))}
+      self._robust = {per_run: vmap(robust_hits, (0, a, a, a, None, 0, 0))
+                      for per_run, a in ((False, None), (True, 0))}
 
-  def accuracy(self, variables, s: EvalSet, labels: jax.Array | None = None) -> float:
+  def _result(self, hits, counted) -> float | np.ndarray:
+    hits = np.asarray(jax.device_get(hits), np.float64)
+    return hits / counted if self.stacked else float(hits) / counted
+
+  def accuracy(self, variables, s: EvalSet, labels: jax.Array | None = None) -> float | np.ndarray:
     """Fraction of `s` classified as `labels` (default: the set's own labels)."""
     labels = s.labels if labels is None else labels
-    hits = sum(self._clean(variables, s.images, labels, s.valid, jnp.int32(i))
+    fn = self._clean[s.stacked]
+    hits = sum(fn(variables, s.images, labels, s.valid, jnp.int32(i))
                for i in range(s.num_batches(self.batch_size)))
-    return float(hits) / s.size
+    return self._result(hits, s.size)
 
-  def robust_accuracy(self, variables, s: EvalSet, key: jax.Array, hp: dict, limit: int = 0) -> float:
+  def robust_accuracy(self, variables, s: EvalSet, key: jax.Array, hp: dict,
+                      limit: int = 0) -> float | np.ndarray:
     """Accuracy under the attack on the first `limit` examples (0 = all)."""
     nb = s.num_batches(self.batch_size, limit)
-    hits = sum(self._robust(variables, s.images, s.labels, s.valid, jnp.int32(i), key, hp)
+    fn = self._robust[s.stacked]
+    hits = sum(fn(variables, s.images, s.labels, s.valid, jnp.int32(i), key, hp)
                for i in range(nb))
-    counted = min(nb * self.batch_size, s.size)
-    return float(hits) / counted
+    return self._result(hits, np.minimum(nb * self.batch_size, s.size))

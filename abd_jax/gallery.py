@@ -34,18 +34,16 @@ from ml_collections import config_flags
 
 from abd_jax import cli
 from abd_jax import config as config_lib
-from abd_jax import plots
+from abd_jax import plots, poison, surrogate
 from abd_jax.data import Dataset, load_dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import BUILDERS, Attack, apply_uint8, select
-from abd_jax.poison.attacks import AttackContext
-from abd_jax.poison.core import check_attack_config
+from abd_jax.poison import BUILDERS, SURROGATE_KINDS, Attack, apply_uint8, select
+from abd_jax.poison.core import attack_keys, check_attack_config
 
 # Built only when named in --attacks: they need a trained surrogate model (minutes).
-NEEDS_SURROGATE = ('lc', 'trojan')
+NEEDS_SURROGATE = tuple(SURROGATE_KINDS)
 # Attacks that only exist as clean-label ones; their gallery switches the label mode.
 CLEAN_LABEL_ONLY = ('lc',)
-# Errors whose message tells the user what to do (lc / trojan train a surrogate model).
 # How each attack's `strength` is called in its paper; the column titles use it.
 STRENGTH_NAMES = {'badnets': 'α', 'blended': 'α', 'sig': 'δ', 'wanet': 'warp×',
                   'lc': 'amplitude', 'trojan': 'α'}
@@ -122,10 +120,8 @@ def build_attack(config: ml_collections.ConfigDict, data: Dataset, workdir: str
   seed trains on. `workdir` is where lc / trojan find or train their surrogate model.
   """
   check_attack_config(config.attack, data)
-  root = jax.random.fold_in(jax.random.key(config.seed), 0xB4D)
-  pattern_key, poison_key, cross_key = (jax.random.fold_in(root, i) for i in range(3))
-  attack = BUILDERS[config.attack.name](config.attack, data, pattern_key,
-                                        AttackContext(config, workdir))
+  _, poison_key, cross_key = attack_keys(config.seed)
+  attack = poison.build_attack(config, data, surrogate.attack_context(config, data, workdir))
   return attack, poison_key, cross_key
 
 

@@ -8,6 +8,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from abd_jax import cli, experiment
+from abd_jax import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/quickstart.py:digits.',
                                           lock_config=True)
@@ -20,8 +21,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   cli.quiet_storage_logs()
-  config = cli.load_config(_CONFIG)
+  # A sweep config runs here as its base point (the sweep's point commands add the values).
+  config, _ = config_lib.split_sweep(cli.load_config(_CONFIG))
   cli.run_or_exit(lambda: experiment.run(config, _WORKDIR.value, overwrite=_OVERWRITE.value))
+  experiment.write_timing(_WORKDIR.value)
 
 
 if __name__ == '__main__':

@@ -16,7 +16,7 @@ import jax
 
 from abd_jax import config as config_lib
 from abd_jax.data import load_dataset
-from abd_jax.poison import poison_dataset
+from abd_jax.surrogate import poison_run
 
 
 def main():
@@ -39,7 +39,7 @@ def main():
       times = []
       for _ in range(args.repeats + 1):
         t0 = time.perf_counter()
-        p = poison_dataset(c, data, workdir)
+        p = poison_run(c, data, workdir)
         times.append(time.perf_counter() - t0)
       print(f'{name:<10} {p.manifest["num_poisoned"]:>8} {times[0]:>10.2f} '
             f'{statistics.median(times[1:]):>11.2f}')

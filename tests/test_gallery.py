@@ -94,7 +94,7 @@ def test_attacks_match_the_ones_a_run_builds(tmp_path):
     config = gallery.attack_config(synthetic_config(16), name)
     data = load_dataset(config.dataset, config.seed)
     ours, _, _ = gallery.build_attack(config, data, str(tmp_path))
-    theirs = poison_dataset(config, data, str(tmp_path)).attack
+    theirs = poison_dataset(config, data).attack
     x = jax.numpy.asarray(data.x_test[:4], jax.numpy.float32) / 255.0
     np.testing.assert_array_equal(np.asarray(ours.trigger(x, 0.5)),
                                   np.asarray(theirs.trigger(x, 0.5)))

@@ -11,11 +11,12 @@ import optax
 import pytest
 
 from abd_jax import config as config_lib
+from abd_jax import surrogate
 from abd_jax import train as train_lib
 from abd_jax.data import load_dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import poison_dataset, surrogate, triggers, trojan
-from abd_jax.poison.attacks import AttackContext
+from abd_jax.poison import triggers, trojan
+from abd_jax.surrogate import poison_run
 
 
 @pytest.fixture(scope='module')
@@ -39,14 +40,14 @@ def lc_run(digits, tmp_path_factory):
   """(config, poisoned, workdir): LC on half of class 3, eps 0.2 below amplitude 0.3."""
   workdir = str(tmp_path_factory.mktemp('lc'))
   config = attack_config('lc', target=3)
-  return config, poison_dataset(config, digits, workdir), workdir
+  return config, poison_run(config, digits, workdir), workdir
 
 
 @pytest.fixture(scope='module')
 def trojan_run(digits, tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('trojan'))
   config = attack_config('trojan', target=0, position='top_left')
-  return config, poison_dataset(config, digits, workdir), workdir
+  return config, poison_run(config, digits, workdir), workdir
 
 
 @pytest.fixture
@@ -109,8 +110,7 @@ def test_lc_perturbation_makes_target_images_hard_for_the_surrogate(lc_run, digi
   config, p, workdir = lc_run
   a = config.attack
   idx = np.asarray(p.manifest['indices'])
-  model, variables = surrogate.load_or_train_surrogate(AttackContext(config, workdir), digits,
-                                                       adversarial=True)
+  model, variables = surrogate.load_or_train_surrogate(config, digits, workdir, adversarial=True)
   trigger_only = np.asarray(jnp.round(triggers.apply_four_corner(
       jnp.asarray(digits.x_train[idx], jnp.float32) / 255, a.lc_amplitude) * 255)).astype(np.uint8)
   clean_loss = mean_target_loss(model, variables, trigger_only, a.target)
@@ -132,7 +132,7 @@ def test_finished_surrogate_is_reused_without_retraining(lc_run, digits, no_trai
   config, p, workdir = lc_run
   ckpt = os.path.join(surrogate.surrogate_dir(workdir, True), 'checkpoints')
   before = {f: os.stat(os.path.join(ckpt, f)).st_mtime_ns for f in os.listdir(ckpt)}
-  again = poison_dataset(config, digits, workdir)
+  again = poison_run(config, digits, workdir)
   np.testing.assert_array_equal(again.train.x_train, p.train.x_train)
   assert {f: os.stat(os.path.join(ckpt, f)).st_mtime_ns for f in os.listdir(ckpt)} == before
   assert os.path.exists(os.path.join(surrogate.surrogate_dir(workdir, True), 'results.json'))
@@ -141,7 +141,7 @@ def test_finished_surrogate_is_reused_without_retraining(lc_run, digits, no_trai
 def test_surrogate_workdir_loads_that_runs_checkpoint(lc_run, digits, tmp_path, no_training):
   config, p, workdir = lc_run
   other = attack_config('lc', target=3, surrogate_workdir=surrogate.surrogate_dir(workdir, True))
-  loaded = poison_dataset(other, digits, str(tmp_path))
+  loaded = poison_run(other, digits, str(tmp_path))
   np.testing.assert_array_equal(loaded.train.x_train, p.train.x_train)  # same variables
   assert loaded.manifest['params']['surrogate'] == other.attack.surrogate_workdir
   assert not os.path.exists(surrogate.surrogate_dir(str(tmp_path), True))
@@ -154,7 +154,7 @@ def test_missing_surrogate_checkpoint_is_a_clear_error(digits, tmp_path, with_fo
   c = attack_config('lc')
   c.attack.surrogate_workdir = str(run)  # set after validate(), which refuses the folderless one
   with pytest.raises(ConfigError, match=r'attack\.surrogate_workdir'):
-    poison_dataset(c, digits, str(tmp_path / 'run'))
+    poison_run(c, digits, str(tmp_path / 'run'))
 
 
 def test_surrogate_config_is_clean_data_with_the_surrogate_budget():
@@ -197,8 +197,7 @@ def test_trojan_pattern_excites_the_selected_neuron(trojan_run, digits, no_train
   config, p, workdir = trojan_run
   params = p.manifest['params']
   assert params['activation_after'] > params['activation_before']
-  model, variables = surrogate.load_or_train_surrogate(AttackContext(config, workdir), digits,
-                                                       adversarial=False)
+  model, variables = surrogate.load_or_train_surrogate(config, digits, workdir, adversarial=False)
   assert params['neurons'] == list(trojan.select_neurons(variables['params']['head']['kernel'], 1))
   features = jax.jit(trojan.feature_fn(model, variables))
   x = jnp.asarray(digits.x_train, jnp.float32) / 255
@@ -231,4 +230,4 @@ def test_trojan_neurons_beyond_the_feature_width_are_refused(trojan_run, digits,
   c = attack_config('trojan', trojan_neurons=10_000,
                     surrogate_workdir=surrogate.surrogate_dir(workdir, False))
   with pytest.raises(ConfigError, match=r'attack\.trojan_neurons'):
-    poison_dataset(c, digits, str(tmp_path))
+    poison_run(c, digits, str(tmp_path))

@@ -32,7 +32,7 @@ def changed_rows(a, b):
 
 
 def test_dirty_label_relabels_exactly_the_manifest_indices(digits, tmp_path):
-  p = poison_dataset(attack_config(poison_rate=0.1, target=3), digits, str(tmp_path))
+  p = poison_dataset(attack_config(poison_rate=0.1, target=3), digits)
   idx = np.asarray(p.manifest['indices'])
   assert len(idx) == int(0.1 * len(digits.y_train)) == p.manifest['num_poisoned']
   np.testing.assert_array_equal(np.flatnonzero(p.train.y_train != digits.y_train), idx)
@@ -45,7 +45,7 @@ def test_dirty_label_relabels_exactly_the_manifest_indices(digits, tmp_path):
 
 def test_clean_label_touches_only_target_images_and_no_labels(digits, tmp_path):
   c = attack_config(label_mode='clean', target=2, poison_rate=0.0, target_class_rate=0.5)
-  p = poison_dataset(c, digits, str(tmp_path))
+  p = poison_dataset(c, digits)
   idx = np.asarray(p.manifest['indices'])
   n_target = int(np.sum(digits.y_train == 2))
   assert len(idx) == int(np.floor(0.5 * n_target))
@@ -55,7 +55,7 @@ def test_clean_label_touches_only_target_images_and_no_labels(digits, tmp_path):
 
 
 def test_all_to_all_maps_each_label_to_the_next(digits, tmp_path):
-  p = poison_dataset(attack_config(all_to_all=True), digits, str(tmp_path))
+  p = poison_dataset(attack_config(all_to_all=True), digits)
   idx = np.asarray(p.manifest['indices'])
   np.testing.assert_array_equal(p.train.y_train[idx], (digits.y_train[idx] + 1) % 10)
   assert len(p.backdoor.labels) == len(digits.y_test)  # every test image counts
@@ -63,7 +63,7 @@ def test_all_to_all_maps_each_label_to_the_next(digits, tmp_path):
 
 
 def test_triggered_test_set_excludes_target_class(digits, tmp_path):
-  p = poison_dataset(attack_config(target=4), digits, str(tmp_path))
+  p = poison_dataset(attack_config(target=4), digits)
   assert np.all(p.backdoor.labels != 4) and np.all(p.backdoor.targets == 4)
   assert len(p.backdoor.labels) == int(np.sum(digits.y_test != 4))
   # The trigger is on every image: bottom-right 3x3 checkerboard, white top-left pixel.
@@ -71,17 +71,17 @@ def test_triggered_test_set_excludes_target_class(digits, tmp_path):
 
 
 def test_same_seed_same_manifest_other_seed_other_indices(digits, tmp_path):
-  a = poison_dataset(attack_config(seed=7), digits, str(tmp_path)).manifest
-  b = poison_dataset(attack_config(seed=7), digits, str(tmp_path)).manifest
-  c = poison_dataset(attack_config(seed=8), digits, str(tmp_path)).manifest
+  a = poison_dataset(attack_config(seed=7), digits).manifest
+  b = poison_dataset(attack_config(seed=7), digits).manifest
+  c = poison_dataset(attack_config(seed=8), digits).manifest
   assert a == b
   assert a['indices'] != c['indices'] and len(a['indices']) == len(c['indices'])
 
 
 @pytest.mark.parametrize('name', ['badnets', 'blended', 'sig', 'wanet'])
 def test_every_attack_keeps_pixels_valid_and_deterministic(digits, tmp_path, name):
-  a = poison_dataset(attack_config(name), digits, str(tmp_path))
-  b = poison_dataset(attack_config(name), digits, str(tmp_path))
+  a = poison_dataset(attack_config(name), digits)
+  b = poison_dataset(attack_config(name), digits)
   np.testing.assert_array_equal(a.train.x_train, b.train.x_train)
   np.testing.assert_array_equal(a.backdoor.images, b.backdoor.images)
   assert a.train.x_train.dtype == np.uint8
@@ -90,7 +90,7 @@ def test_every_attack_keeps_pixels_valid_and_deterministic(digits, tmp_path, nam
 
 
 def test_wanet_noise_mode_keeps_labels_of_cross_samples(digits, tmp_path):
-  p = poison_dataset(attack_config('wanet'), digits, str(tmp_path))
+  p = poison_dataset(attack_config('wanet'), digits)
   cross = np.asarray(p.manifest['cross_indices'])
   assert len(cross) == round(2.0 * p.manifest['num_poisoned'])
   assert not set(cross) & set(p.manifest['indices'])
@@ -98,7 +98,7 @@ def test_wanet_noise_mode_keeps_labels_of_cross_samples(digits, tmp_path):
 
 
 def test_manifest_file_round_trip(digits, tmp_path):
-  p = poison_dataset(attack_config(), digits, str(tmp_path))
+  p = poison_dataset(attack_config(), digits)
   write_manifest(str(tmp_path), p.manifest)
   with open(tmp_path / 'poison_manifest.json') as f:
     m = json.load(f)
@@ -118,7 +118,7 @@ def test_manifest_file_round_trip(digits, tmp_path):
 ])
 def test_bad_attack_values_need_the_data_to_be_caught(digits, tmp_path, fields, field):
   with pytest.raises(ConfigError, match=field.replace('.', r'\.')):
-    poison_dataset(attack_config(**fields), digits, str(tmp_path))
+    poison_dataset(attack_config(**fields), digits)
 
 
 @pytest.mark.parametrize('fields, field', [
@@ -147,7 +147,7 @@ def test_badnets_backdoor_is_learned_by_standard_training(digits, tmp_path):
   c.train.epochs = 8
   c.eval.robust = False
   c.log.progress = False
-  p = poison_dataset(c, digits, str(tmp_path))
+  p = poison_dataset(c, digits)
   results = train_and_evaluate(c, p.train, str(tmp_path), backdoor=p.backdoor)
   assert results['clean_acc'] > 0.9 and results['asr'] > 0.9, results
   assert results['backdoor_acc'] < 0.1

@@ -12,7 +12,7 @@ import pytest
 
 from abd_jax import config as config_lib
 from abd_jax.data import load_dataset
-from abd_jax.train import loop
+from abd_jax.train import loop, programs
 from abd_jax.train.optim import learning_rate_schedule, make_optimizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +62,7 @@ def test_adam_is_available():
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
   """Poison the loss from epoch 2 on: the run stops with a clear error, epoch 1 is kept."""
-  real = loop.make_train_step
+  real = programs.make_train_step
 
   def exploding(*args, **kwargs):
     step = real(*args, **kwargs)
@@ -75,10 +75,14 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypat
 
     return wrapped
 
-  monkeypatch.setattr(loop, 'make_train_step', exploding)
+  monkeypatch.setattr(programs, 'make_train_step', exploding)
+  programs.clear_cache()  # build the step anew, with the patch
   c = tiny_config()
-  with pytest.raises(loop.TrainingDivergedError, match=r'became nan in epoch 2.*epoch 1\) is kept'):
-    loop.train_and_evaluate(c, load_dataset(c.dataset, c.seed), str(tmp_path))
+  try:
+    with pytest.raises(loop.TrainingDivergedError, match=r'became nan in epoch 2.*epoch 1\) is kept'):
+      loop.train_and_evaluate(c, load_dataset(c.dataset, c.seed), str(tmp_path))
+  finally:
+    programs.clear_cache()  # no later test may get the exploding step
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['1']
 
 
@@ -114,8 +118,9 @@ print(json.dumps(dict(out, devices=jax.device_count())))
 @pytest.mark.parametrize('perturb', ['none', 'linf'])
 def test_data_parallel_on_8_devices_matches_one_device(tmp_path, perturb):
   """Global BatchNorm makes 8 devices compute the 1-device step up to reduction order.
-  Sign-gradient attacks amplify that rounding (sign of a ~0 gradient), so AT runs get a
-  looser accuracy tolerance than standard training."""
+  SGD amplifies that rounding over the 44 steps (measured with jax 0.10.2: 0.3% on the
+  mean training loss of standard training), and sign-gradient attacks amplify it further
+  (sign of a ~0 gradient), so AT runs get a looser accuracy tolerance."""
   results = {}
   for n in (1, 8):
     env = dict(os.environ, JAX_PLATFORMS='cpu',
@@ -126,7 +131,7 @@ def test_data_parallel_on_8_devices_matches_one_device(tmp_path, perturb):
     results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
   one, eight = results[1], results[8]
   assert (one['devices'], eight['devices']) == (1, 8)
-  np.testing.assert_allclose(eight['train_loss'], one['train_loss'], rtol=2e-3)
+  np.testing.assert_allclose(eight['train_loss'], one['train_loss'], rtol=1e-2)
   tolerance = 0.01 if perturb == 'none' else 0.06
   for key in ('clean_acc', 'robust_acc', 'train_acc'):
     assert abs(eight[key] - one[key]) <= tolerance, (key, one, eight)

@@ -11,52 +11,21 @@ how a chosen training image is poisoned, and how a test image is triggered.
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import ml_collections
 
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-# lc and trojan refer to this module's Attack/AttackContext only when called, so this
-# mutual import resolves whichever of the modules is imported first.
 from abd_jax.poison import lc, triggers, trojan, warp
+from abd_jax.poison.base import Attack, AttackContext, check_patch_fits
 
 Array = jax.Array
 
 
-@dataclasses.dataclass(frozen=True)
-class Attack:
-  """poison(x, key): the training images to store for the chosen samples, float32
-  [n,H,W,C] in [0,1]. trigger(x, strength): the test-time trigger, jittable, with the
-  strength (alpha, delta, amplitude) a traced scalar. cross(x, key): optional images that
-  keep their labels (WaNet's noise mode), `cross_ratio` per poisoned sample."""
-  poison: Callable[[Array, Array], Array]
-  trigger: Callable[[Array, Array], Array]
-  strength: float
-  params: dict[str, Any]
-  cross: Callable[[Array, Array], Array] | None = None
-  cross_ratio: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackContext:
-  """What the model-based attacks (lc, trojan) need beyond the data: the full config and
-  the run's workdir, where a surrogate model is trained or found."""
-  config: ml_collections.ConfigDict
-  workdir: str
-
-
 def _image_hw(data: Dataset) -> tuple[int, int]:
   return data.image_shape[0], data.image_shape[1]
-
-
-def check_patch_fits(cfg: ml_collections.ConfigDict, data: Dataset) -> None:
-  h, w = _image_hw(data)
-  if cfg.patch_size > min(h, w):
-    raise ConfigError('attack.patch_size', cfg.patch_size,
-                      f'the trigger must fit in the {h}x{w} images')
 
 
 def badnets(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackContext) -> Attack:
@@ -117,3 +86,7 @@ BUILDERS: dict[str, Callable[..., Attack]] = {
     'lc': lc.build,
     'trojan': trojan.build,
 }
+
+# The attacks that craft their poison on a trained surrogate model, and which kind:
+# lc an adversarially trained one (ICLR'22 seed, App. A), trojan a standard one (Liu et al.).
+SURROGATE_KINDS = {'lc': 'adversarial', 'trojan': 'standard'}

@@ -13,8 +13,9 @@ import numpy as np
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
 from abd_jax.evaluate import BackdoorTestSet
-from abd_jax.poison import select
-from abd_jax.poison.attacks import BUILDERS, Attack, AttackContext
+from abd_jax.poison import lc, select
+from abd_jax.poison.attacks import BUILDERS
+from abd_jax.poison.base import Attack, AttackContext, check_patch_fits
 from abd_jax.poison.manifest import build_manifest
 
 CHUNK = 1024  # images per compiled call: one program, bounded memory
@@ -24,6 +25,7 @@ CHUNK = 1024  # images per compiled call: one program, bounded memory
 class Poisoned:
   train: Dataset               # the poisoned training set (test split unchanged)
   is_poisoned: np.ndarray      # bool [N]: the ground-truth poison flag
+  modified: np.ndarray         # int64 [M], sorted: the rows whose image changed (poisons, WaNet's noise mode)
   backdoor: BackdoorTestSet    # triggered test images for asr / backdoor_acc
   manifest: dict
   attack: Attack
@@ -53,18 +55,47 @@ def check_attack_config(cfg: ml_collections.ConfigDict, data: Dataset) -> None:
                       f'must be a class of {data.name}: 0..{data.num_classes - 1}')
 
 
-def poison_dataset(config: ml_collections.ConfigDict, data: Dataset, workdir: str) -> Poisoned:
-  """Poisons `data` as `config.attack` says, deterministically from `config.seed`."""
+def check_poisoning(config: ml_collections.ConfigDict, data: Dataset) -> int:
+  """The checks of `config.attack` that need the data, made before anything is trained;
+  returns the number of samples to poison."""
   cfg = config.attack
   check_attack_config(cfg, data)
-  root = jax.random.fold_in(jax.random.key(config.seed), 0xB4D)
-  pattern_key, poison_key, cross_key = (jax.random.fold_in(root, i) for i in range(3))
-  rng = np.random.default_rng([config.seed, 0xB4D])
+  if cfg.name in ('badnets', 'trojan'):
+    check_patch_fits(cfg, data)
+  elif cfg.name == 'lc':
+    lc.check_corners_fit(cfg, data)
+  return select.poison_count(data.y_train, cfg.target, cfg.label_mode, cfg.poison_rate,
+                             cfg.target_class_rate)
 
+
+def attack_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(pattern, poison, cross) keys of the attack: the trigger pattern (blended noise, WaNet
+  field, random patch), the per-image poison randomness, and WaNet's noise mode."""
+  root = jax.random.fold_in(jax.random.key(seed), 0xB4D)
+  return tuple(jax.random.fold_in(root, i) for i in range(3))
+
+
+def build_attack(config: ml_collections.ConfigDict, data: Dataset,
+                 context: AttackContext | None = None) -> Attack:
+  """The `Attack` of `config.attack` on `data`, with the pattern a run of this seed uses."""
+  check_attack_config(config.attack, data)
+  return BUILDERS[config.attack.name](config.attack, data, attack_keys(config.seed)[0],
+                                      context or AttackContext(unroll=config.perturb.unroll))
+
+
+def poison_dataset(config: ml_collections.ConfigDict, data: Dataset,
+                   context: AttackContext | None = None) -> Poisoned:
+  """Poisons `data` as `config.attack` says, deterministically from `config.seed`.
+
+  `context` carries the trained surrogate of the model-based attacks (lc, trojan); the
+  run layer builds it (`abd_jax.surrogate.attack_context`)."""
+  cfg = config.attack
+  _, poison_key, cross_key = attack_keys(config.seed)
+  rng = np.random.default_rng([config.seed, 0xB4D])
   y = data.y_train
-  count = select.poison_count(y, cfg.target, cfg.label_mode, cfg.poison_rate, cfg.target_class_rate)
+  count = check_poisoning(config, data)
   idx = select.choose_indices(rng, y, cfg.target, cfg.label_mode, count, cfg.all_to_all)
-  attack = BUILDERS[cfg.name](cfg, data, pattern_key, AttackContext(config, workdir))
+  attack = build_attack(config, data, context)
 
   x_train, y_train = data.x_train.copy(), y.copy()
   x_train[idx] = apply_uint8(attack.poison, data.x_train[idx], poison_key)
@@ -80,13 +111,15 @@ def poison_dataset(config: ml_collections.ConfigDict, data: Dataset, workdir: st
 
   is_poisoned = np.zeros(len(y), bool)
   is_poisoned[idx] = True
+  modified = np.union1d(idx, extra.get('cross_indices', [])).astype(np.int64)
   train = dataclasses.replace(data, x_train=x_train, y_train=y_train.astype(np.int32))
   manifest = build_manifest(
       attack=cfg.name, params=attack.params, target=cfg.target, label_mode=cfg.label_mode,
       all_to_all=cfg.all_to_all, poison_rate=cfg.poison_rate,
       target_class_rate=cfg.target_class_rate, indices=idx, seed=config.seed,
       num_train=len(y), extra=extra)
-  return Poisoned(train, is_poisoned, triggered_test_set(attack, cfg, data), manifest, attack)
+  return Poisoned(train, is_poisoned, modified, triggered_test_set(attack, cfg, data), manifest,
+                  attack)
 
 
 def triggered_test_set(attack: Attack, cfg: ml_collections.ConfigDict, data: Dataset,

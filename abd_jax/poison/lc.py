@@ -23,7 +23,8 @@ from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
 from abd_jax.perturb import attack_logits_fn, linf
 from abd_jax.perturb.base import resolve_unroll
-from abd_jax.poison import attacks, surrogate, triggers
+from abd_jax.poison import triggers
+from abd_jax.poison.base import Attack, AttackContext
 
 Array = jax.Array
 
@@ -53,16 +54,16 @@ def make_poison(logits_fn, target: int, eps: float, step_size: float, steps: int
 
 
 def build(cfg: ml_collections.ConfigDict, data: Dataset, key: Array,
-          ctx: attacks.AttackContext) -> attacks.Attack:
+          ctx: AttackContext) -> Attack:
   del key  # the trigger is fixed; the PGD random starts use the per-chunk poison key
   check_corners_fit(cfg, data)
-  model, variables = surrogate.load_or_train_surrogate(ctx, data, adversarial=True)
+  model, variables = ctx.require_surrogate('lc')
   poison = make_poison(attack_logits_fn(model, variables, 'eval'), cfg.target, cfg.lc_eps,
                        cfg.lc_step_size, cfg.lc_steps, cfg.lc_amplitude, cfg.lc_corner_size,
-                       resolve_unroll(ctx.config.perturb.unroll))
+                       resolve_unroll(ctx.unroll))
   trigger = lambda x, amplitude: triggers.apply_four_corner(x, amplitude, cfg.lc_corner_size)
-  return attacks.Attack(
+  return Attack(
       poison=poison, trigger=trigger, strength=cfg.lc_test_amplitude,
       params=dict(eps=cfg.lc_eps, step_size=cfg.lc_step_size, steps=cfg.lc_steps,
                   amplitude=cfg.lc_amplitude, test_amplitude=cfg.lc_test_amplitude,
-                  corner_size=cfg.lc_corner_size, surrogate=surrogate.describe(ctx.config)))
+                  corner_size=cfg.lc_corner_size, surrogate=ctx.surrogate_source))

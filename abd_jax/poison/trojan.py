@@ -4,7 +4,7 @@ Liu et al. generate the trigger from a trained model instead of fixing it: they 
 internal neurons, then optimize the pixels inside a trigger mask so that those neurons
 fire strongly, and poison with the result. Here:
 
-1. Surrogate: a standard-trained model (`surrogate.load_or_train_surrogate`).
+1. Surrogate: a standard-trained model (trained or loaded by `abd_jax.surrogate`).
 2. Neurons: the penultimate layer is the pooled feature vector [F] that every model of
    this library sows. Following the authors' released selection script
    (PurduePAML/TrojanNN, code/get_neuron_idx_from_weight.py: an fc6 neuron is ranked by
@@ -35,7 +35,8 @@ import numpy as np
 
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import attacks, surrogate, triggers
+from abd_jax.poison import triggers
+from abd_jax.poison.base import Attack, AttackContext, check_patch_fits
 
 Array = jax.Array
 
@@ -89,9 +90,9 @@ def sample_images(key: Array, images: np.ndarray, count: int) -> Array:
 
 
 def build(cfg: ml_collections.ConfigDict, data: Dataset, key: Array,
-          ctx: attacks.AttackContext) -> attacks.Attack:
-  attacks.check_patch_fits(cfg, data)
-  model, variables = surrogate.load_or_train_surrogate(ctx, data, adversarial=False)
+          ctx: AttackContext) -> Attack:
+  check_patch_fits(cfg, data)
+  model, variables = ctx.require_surrogate('trojan')
   kernel = variables['params']['head']['kernel']
   if cfg.trojan_neurons > kernel.shape[0]:
     raise ConfigError('attack.trojan_neurons', cfg.trojan_neurons,
@@ -110,11 +111,11 @@ def build(cfg: ml_collections.ConfigDict, data: Dataset, key: Array,
 
   full = triggers.place_pattern(pattern, (h, w), *corner)
   trigger = lambda x, alpha: triggers.apply_patch(x, full, mask, alpha)
-  return attacks.Attack(
+  return Attack(
       poison=lambda x, k: trigger(x, cfg.alpha), trigger=trigger, strength=cfg.alpha,
       params=dict(patch_size=cfg.patch_size, position=cfg.position, alpha=cfg.alpha,
                   corner=tuple(int(v) for v in corner), neurons=[int(j) for j in neurons],
                   steps=cfg.trojan_steps, step_size=cfg.trojan_step_size,
                   activation_before=float(before), activation_after=float(after),
                   pattern=np.round(np.asarray(pattern), 4).tolist(),
-                  surrogate=surrogate.describe(ctx.config)))
+                  surrogate=ctx.surrogate_source))

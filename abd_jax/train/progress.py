@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any, Mapping
 
 from tqdm.auto import tqdm
+
+# Inside a sweep the run bars sit under the sweep's bar and vanish when done.
+_NESTED = False
+
+
+@contextlib.contextmanager
+def nested_bars():
+  """Run progress bars opened inside the block are drawn one line below an outer bar and
+  removed when they close."""
+  global _NESTED
+  previous, _NESTED = _NESTED, True
+  try:
+    yield
+  finally:
+    _NESTED = previous
 
 
 class Progress:
@@ -15,7 +31,7 @@ class Progress:
   def __init__(self, total_images: int, done_images: int, enabled: bool, desc: str = 'train'):
     self._bar = tqdm(total=total_images, initial=done_images, unit='img', unit_scale=True,
                      desc=desc, disable=not enabled, dynamic_ncols=True, file=sys.stderr,
-                     smoothing=0.3)
+                     smoothing=0.3, leave=not _NESTED, position=1 if _NESTED else None)
 
   def update(self, images: int, **postfix: Any) -> None:
     self._bar.update(images)

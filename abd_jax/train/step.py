@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from abd_jax.data import augment
+from abd_jax.data.overlay import Overlaid, gather
 from abd_jax.perturb import Mixing, Perturbation, attack_logits_fn
 from abd_jax.train.state import TrainState
 
@@ -20,13 +21,13 @@ def zero_metrics() -> Metrics:
           'count': jnp.zeros((), jnp.int32)}
 
 
-def gather_batch(images: jax.Array, labels: jax.Array, order: jax.Array, index: jax.Array,
-                 batch_size: int, batch_sharding) -> tuple[jax.Array, jax.Array]:
+def gather_batch(images: jax.Array | Overlaid, labels: jax.Array, order: jax.Array,
+                 index: jax.Array, batch_size: int, batch_sharding) -> tuple[jax.Array, jax.Array]:
   """Batch `index` of the epoch's permutation `order`; uint8 -> float32 in [0, 1]."""
   idx = jax.lax.dynamic_slice_in_dim(order, index * batch_size, batch_size)
   if batch_sharding is not None:
     idx = jax.lax.with_sharding_constraint(idx, batch_sharding)
-  return images[idx].astype(jnp.float32) / 255.0, labels[idx]
+  return gather(images, idx).astype(jnp.float32) / 255.0, labels[idx]
 
 
 def make_train_step(model: nn.Module, perturbation: Perturbation, *, batch_size: int,
@@ -34,7 +35,8 @@ def make_train_step(model: nn.Module, perturbation: Perturbation, *, batch_size:
                     mixing: Mixing | None = None):
   """Returns `step(state, metrics, images, labels, order, index, key, hp) -> (state, metrics)`.
 
-  images: uint8 [N,H,W,C] on device; labels int32 [N]; order: int32 [N] permutation of the
+  images: uint8 [N,H,W,C] on device, or an `Overlaid` set (a sweep's poisoned copy of a
+  shared clean set); labels int32 [N]; order: int32 [N] permutation of the
   epoch; index: int32 scalar, batch number within the epoch; key: the run's training key
   (the step folds in `state.step`, so resuming replays the same randomness); hp: traced
   perturbation hyperparameters. `metrics` accumulates sums on device between host reads.

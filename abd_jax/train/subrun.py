@@ -15,6 +15,7 @@ from typing import Callable
 import jax
 import ml_collections
 
+from abd_jax import config as config_lib
 from abd_jax import workdir as workdir_lib
 
 
@@ -22,7 +23,6 @@ def run_once(config: ml_collections.ConfigDict, run_dir: str,
              train: Callable[[ml_collections.ConfigDict, str], dict], what: str) -> dict:
   """Results of `train(config, run_dir)`, trained (or resumed) only if `run_dir` holds no
   results.json yet. `what` names the run in the log."""
-  from abd_jax import config as config_lib  # circular at import: config imports poison
   config_lib.validate(config)
   is_writer = jax.process_index() == 0
   if is_writer:

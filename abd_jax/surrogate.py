@@ -1,10 +1,12 @@
 """The trained model the model-based attacks (lc, trojan) craft their poison with.
 
-Either a finished run of this library (`attack.surrogate_workdir`: its latest checkpoint
-is restored), or one trained here on the clean data in `WORKDIR/surrogate_at` (lc) or
-`WORKDIR/surrogate_st` (trojan), so both can share a workdir. That folder
-is an ordinary run directory (`config.json`, `metrics.jsonl`, `checkpoints/`,
-`results.json`): an interrupted surrogate resumes, a finished one is reused as is.
+Poisoning never trains: this module, part of the layer that orchestrates runs, provides
+the surrogate and hands it to `abd_jax.poison` in an `AttackContext`. It is either a
+finished run of this library (`attack.surrogate_workdir`: its latest checkpoint is
+restored), or one trained here on the clean data in `WORKDIR/surrogate_at` (lc) or
+`WORKDIR/surrogate_st` (trojan), so both can share a workdir. That folder is an ordinary
+run directory (`config.json`, `metrics.jsonl`, `checkpoints/`, `results.json`): an
+interrupted surrogate resumes, a finished one is reused as is.
 
     lc      adversarially trained surrogate (ICLR'22 seed, App. A: AT with eps 8/255)
     trojan  standard-trained surrogate (Liu et al. 2018 start from a benign model)
@@ -13,15 +15,16 @@ is an ordinary run directory (`config.json`, `metrics.jsonl`, `checkpoints/`,
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 import ml_collections
 
+from abd_jax import config as config_lib
+from abd_jax import poison
+from abd_jax import train as train_lib
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-
-if TYPE_CHECKING:  # attacks imports the attack modules, which import this one
-  from abd_jax.poison.attacks import AttackContext
+from abd_jax.train.restore import RestoreError, load_run_variables
+from abd_jax.train.subrun import run_once
 
 _FIELD = 'attack.surrogate_workdir'
 
@@ -41,7 +44,6 @@ def surrogate_config(config: ml_collections.ConfigDict, adversarial: bool) -> ml
   `attack.surrogate_epochs` epochs (0 = `train.epochs`), with L-inf PGD AT of budget
   `attack.surrogate_eps` (step eps/4, `perturb.steps` steps) if `adversarial` and that
   budget is > 0, standard training otherwise."""
-  from abd_jax import config as config_lib  # circular at import: config imports poison
   c = config.copy_and_resolve_references()
   a = config.attack
   # The attack's own fields do not shape the surrogate: reset them so that changing, say,
@@ -59,19 +61,15 @@ def surrogate_config(config: ml_collections.ConfigDict, adversarial: bool) -> ml
   return c
 
 
-def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool) -> tuple:
-  """(model, variables) of the surrogate for the run `ctx` describes.
+def load_or_train_surrogate(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
+                            adversarial: bool) -> tuple:
+  """(model, variables) of the surrogate of the run `config` in `workdir`.
 
   `data` is the clean dataset. With `attack.surrogate_workdir` set, its latest checkpoint
-  is restored (model and optimizer from its config.json, else from `ctx.config`);
-  otherwise a surrogate is trained in `surrogate_dir(ctx.workdir, adversarial)`, or resumed there, or
+  is restored (model and optimizer from its config.json, else from `config`); otherwise a
+  surrogate is trained in `surrogate_dir(workdir, adversarial)`, or resumed there, or
   reused once that run has written its results.json.
   """
-  # Imported here: abd_jax.config imports the poison package, and training imports config.
-  from abd_jax import train as train_lib
-  from abd_jax.train.restore import RestoreError, load_run_variables
-  from abd_jax.train.subrun import run_once
-  config = ctx.config
   if config.attack.surrogate_workdir:
     run_dir = os.path.expanduser(config.attack.surrogate_workdir)
     try:
@@ -79,8 +77,29 @@ def load_or_train_surrogate(ctx: AttackContext, data: Dataset, adversarial: bool
     except RestoreError as e:
       raise ConfigError(_FIELD, run_dir, str(e)) from None
 
-  run_dir = surrogate_dir(ctx.workdir, adversarial)
+  run_dir = surrogate_dir(workdir, adversarial)
   sconfig = surrogate_config(config, adversarial)
+  # Looked up at call time, so a test can replace the training function.
   run_once(sconfig, run_dir, lambda c, d: train_lib.train_and_evaluate(c, data, d),
            'adversarially trained surrogate' if adversarial else 'standard surrogate')
   return load_run_variables(run_dir, data, fallback=sconfig)
+
+
+def attack_context(config: ml_collections.ConfigDict, data: Dataset,
+                   workdir: str) -> poison.AttackContext:
+  """The `AttackContext` of `config.attack`: with the surrogate trained or loaded when the
+  attack crafts its poison on one (lc, trojan)."""
+  kind = poison.SURROGATE_KINDS.get(config.attack.name)
+  if kind is None:
+    return poison.AttackContext(unroll=config.perturb.unroll)
+  model_and_variables = load_or_train_surrogate(config, data, workdir,
+                                                adversarial=kind == 'adversarial')
+  return poison.AttackContext(surrogate=model_and_variables, surrogate_source=describe(config),
+                              unroll=config.perturb.unroll)
+
+
+def poison_run(config: ml_collections.ConfigDict, data: Dataset, workdir: str) -> poison.Poisoned:
+  """`poison.poison_dataset` for the run in `workdir`: the data-dependent checks first, then
+  the surrogate (if the attack needs one), then the poisoning."""
+  poison.check_poisoning(config, data)
+  return poison.poison_dataset(config, data, attack_context(config, data, workdir))

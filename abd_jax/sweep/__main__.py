@@ -1,0 +1,49 @@
+"""Command line: `python -m abd_jax.sweep --config=configs/sweeps/X.py[:preset] --workdir=DIR`.
+
+Any field of the experiment or of its `sweep` block can be overridden, e.g.
+`--config.train.epochs=5` or `--config.sweep.axes.alpha.values="(0.2, 1.0)"`.
+`--report` rebuilds results.csv, results.jsonl and the figures of DIR without running.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from abd_jax import cli
+from abd_jax import config as config_lib
+from abd_jax.sweep import engine
+from abd_jax.sweep.grid import SweepError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Sweep config file, e.g. configs/sweeps/eps_alpha.py:digits.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory (created; resumed if it holds '
+                               'this sweep).')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Delete a workdir that holds a different sweep.')
+_REPORT = flags.DEFINE_bool('report', False, 'Only rebuild the table, CSV and figures of --workdir.')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.quiet_storage_logs()
+  if _REPORT.value:
+    cli.run_or_exit(lambda: engine.report_only(_WORKDIR.value), extra=(SweepError,))
+    return
+  if _CONFIG.value is None:
+    cli.fail('--config is required (a sweep config, e.g. configs/sweeps/eps_alpha.py:digits), '
+             'unless --report only rebuilds the report of --workdir', 2)
+  config = cli.load_config(_CONFIG)
+  spec = config_flags.get_config_filename(flags.FLAGS['config'])
+  file_config = cli.run_or_exit(lambda: config_lib.load_file(spec), extra=(SweepError,))
+  rows = cli.run_or_exit(lambda: engine.run(config, _WORKDIR.value, overwrite=_OVERWRITE.value,
+                                            config_spec=spec, file_config=file_config),
+                         extra=(SweepError,))
+  failed = [row['point'] for row in rows if row.get('error')]
+  if failed:
+    cli.fail(f'{len(failed)} of {len(rows)} points failed ({", ".join(failed[:5])}'
+             f'{", ..." if len(failed) > 5 else ""}): their errors are in the table and in '
+             f'{_WORKDIR.value}/points/NAME/error.txt; the other points are in results.csv', 1)
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

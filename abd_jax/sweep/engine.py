@@ -1,0 +1,350 @@
+"""The sweep engine: a grid of experiment configs as one command.
+
+    rows = engine.run(config, 'runs/sweep', config_spec='configs/sweeps/eps_alpha.py:digits')
+
+1. Expand and validate the grid (`grid.expand`): a bad point stops the sweep before
+   anything is loaded or compiled.
+2. Group the points by static structure (`static_signature`): everything but the values
+   a compiled step takes as traced arrays (ε, step sizes, β, α, the seed's keys) and the
+   attack's data. A group runs
+     vmap        its train states stacked on a run axis, one compiled program stepping
+                 them all; the clean data on the device once, each point's poisoned rows
+                 on top (`train.train_and_evaluate_stacked`);
+     sequential  point after point, sharing the loaded data, the poisonings and the
+                 compiled programs (`experiment.Shared`, `train.programs`); each point is
+                 exactly the run `abd_jax.main` makes of it alone.
+   `auto` chooses per backend, model and device count (`choose_execution`).
+3. Write `WORKDIR/points/NAME/` (ordinary run directories), `results.csv`,
+   `results.jsonl` and the figures. Rerun after a kill, a sweep skips finished points and
+   resumes an interrupted one (or a vmapped group's stacked checkpoint in
+   `WORKDIR/groups/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+from typing import Any, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from abd_jax import config as config_lib
+from abd_jax import experiment, parallel, poison, timing, workdir as workdir_lib
+from abd_jax.errors import ConfigError
+from abd_jax.sweep import grid, report
+from abd_jax.sweep.grid import Axis, Point, SweepError
+from abd_jax.train import StackedRun, TrainingDivergedError, train_and_evaluate_stacked
+from abd_jax.train.loop import HPARAM_FIELDS, steps_per_epoch
+from abd_jax.train.progress import nested_bars
+
+SWEEP_JSON = 'sweep.json'
+POINTS_DIR = 'points'
+GROUPS_DIR = 'groups'
+# Errors of one point that do not stop the others: its training diverged, or a check that
+# needs the trained model (e.g. a defense that keeps less than a batch) refused it.
+POINT_ERRORS = (TrainingDivergedError, ConfigError)
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def static_signature(config: ml_collections.ConfigDict) -> str:
+  """JSON of what fixes a run's compiled programs and control flow: the config without
+  the traced budgets (perturb / eval ε, step sizes, β, mixing α), the seed, the attack's
+  parameters (only its name: the poisoned images are data) and logging."""
+  d = config_lib.to_dict(config)
+  for name in ('seed', 'log'):
+    d.pop(name, None)
+  for section in ('perturb', 'eval'):
+    for field in HPARAM_FIELDS:
+      d[section].pop(field, None)
+  d['attack'] = {'name': d['attack']['name']}
+  return json.dumps(d, sort_keys=True)
+
+
+# Measured with the project's own train step (PGD-10 AT; the README's sweep section):
+# vmapped runs / the same runs one after another.
+VMAP_MEASURED = {
+    ('gpu', 'cnn'): 'H100, digits CNN batch 64: 4/16/64 runs vmapped = 1.65x/4.8x/9.0x',
+    ('gpu', 'resnet'): 'H100, ResNet-18 bf16 batch 128: 4/8 runs vmapped = 0.72x/0.78x',
+    ('cpu', 'any'): '2-core CPU, digits CNN: 4 runs vmapped = 0.25x',
+}
+
+
+def choose_execution(requested: str, points: Sequence[Point], backend: str,
+                     num_devices: int) -> tuple[str, str]:
+  """(execution, why) of a group. `auto`: vmap where one program stepping many runs was
+  measured to pay (small models on accelerators), or where several devices can each step
+  their own runs; sequential otherwise. A group whose runs have a defense is always
+  sequential: a defense runs phase by phase (detector, scoring, final training)."""
+  config = points[0].config
+  if config.defense.name != 'none':
+    return 'sequential', f'defense {config.defense.name!r} runs phase by phase'
+  if len(points) == 1:
+    return 'sequential', 'a single point'
+  if requested != 'auto':
+    return requested, 'sweep.execution'
+  if num_devices > 1:
+    return 'vmap', f'the run axis is split over {num_devices} devices'
+  if backend == 'cpu':
+    return 'sequential', VMAP_MEASURED[('cpu', 'any')]
+  if config.model.name == 'cnn':
+    return 'vmap', VMAP_MEASURED[('gpu', 'cnn')]
+  return 'sequential', VMAP_MEASURED[('gpu', 'resnet')] + ' (vmapped convolutions are grouped)'
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  name: str
+  points: tuple[Point, ...]
+  execution: str
+  reason: str
+
+
+def plan(points: Sequence[Point], requested: str, max_stack: int, backend: str,
+         num_devices: int) -> list[Group]:
+  """The points grouped by static structure (in grid order of first appearance), each
+  group with its execution; vmapped groups hold at most `max_stack` points."""
+  by_signature: dict[str, list[Point]] = {}
+  for p in points:
+    by_signature.setdefault(static_signature(p.config), []).append(p)
+  groups = []
+  for members in by_signature.values():
+    execution, reason = choose_execution(requested, members, backend, num_devices)
+    size = max_stack if execution == 'vmap' else len(members)
+    for start in range(0, len(members), size):
+      chunk = tuple(members[start:start + size])
+      digest = hashlib.sha256(' '.join(p.name for p in chunk).encode()).hexdigest()[:8]
+      groups.append(Group(f'g{len(groups):03d}-{digest}', chunk, execution, reason))
+  return groups
+
+
+# ---------------------------------------------------------------------------- the workdir
+
+
+def point_dir(workdir: str, point: Point | str) -> str:
+  return os.path.join(workdir, POINTS_DIR, point if isinstance(point, str) else point.name)
+
+
+def point_command(point: Point, workdir: str, config_spec: str,
+                  file_config: ml_collections.ConfigDict | None) -> str:
+  """The `abd_jax.main` command line that runs `point` alone: the config file, the point's
+  swept values, and every other field where it differs from that file's defaults (the
+  sweep's own command-line overrides)."""
+  values = grid.flatten(point.config)
+  defaults = grid.flatten(file_config) if file_config is not None else {}
+  changed = dict(point.overrides)
+  changed.update({k: v for k, v in values.items() if k not in changed and k.split('.')[0] != 'log'
+                  and grid.tupled(defaults.get(k)) != grid.tupled(v)})
+  args = ['python', '-m', 'abd_jax.main', f'--config={config_spec or "CONFIG"}',
+          f'--workdir={point_dir(workdir, point)}', *grid.overrides_to_flags(changed)]
+  return shlex.join(args)
+
+
+def claim_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> bool:
+  """Makes `workdir` ready for the sweep `config`. Returns True when it resumes (or just
+  reports) the same sweep; refuses a different sweep or anything else unless `overwrite`."""
+  return workdir_lib.claim(workdir, config_lib.to_dict(config), overwrite, marker=SWEEP_JSON,
+                           stored=lambda saved: saved['config'], what='sweep')
+
+
+def _sweep_record(config, axes: Sequence[Axis], points: Sequence[Point], groups: Sequence[Group],
+                  workdir: str, config_spec: str, file_config) -> dict:
+  group_of = {p.name: g.name for g in groups for p in g.points}
+  return {
+      'config': config_lib.to_dict(config),
+      'config_file': config_spec,
+      'axes': [{'name': a.name, 'fields': list(a.fields), 'values': [list(v) for v in a.values]}
+               for a in axes],
+      'points': [{'name': p.name, 'index': p.index, 'overrides': p.overrides,
+                  'group': group_of[p.name],
+                  'command': point_command(p, workdir, config_spec, file_config)} for p in points],
+      'groups': [{'name': g.name, 'execution': g.execution, 'reason': g.reason,
+                  'points': [p.name for p in g.points]} for g in groups],
+      'backend': jax.default_backend(), 'devices': jax.device_count(),
+      'processes': jax.process_count(),
+  }
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _read_results(workdir: str, name: str) -> dict | None:
+  path = os.path.join(point_dir(workdir, name), experiment.RESULTS)
+  return workdir_lib.read_json(path) if os.path.exists(path) else None
+
+
+def _error_path(workdir: str, name: str) -> str:
+  return os.path.join(point_dir(workdir, name), 'error.txt')
+
+
+def _record_error(workdir: str, name: str, error: Exception) -> str:
+  message = str(error)
+  if jax.process_index() == 0:
+    with open(_error_path(workdir, name), 'w') as f:
+      f.write(message + '\n')
+  return message
+
+
+def _preflight(points: Sequence[Point], shared: experiment.Shared) -> None:
+  """The checks that need the data, for every unfinished point, before anything trains:
+  a trigger larger than the image, a target class out of range, a clean-label rate larger
+  than the class, a batch larger than the training set."""
+  for p in points:
+    data = shared.dataset(p.config)
+    try:
+      steps_per_epoch(p.config, len(data.y_train))
+      if p.config.attack.name != 'none':
+        poison.check_poisoning(p.config, data)
+    except ConfigError as e:
+      raise SweepError(f'sweep point {p.name}: {e}') from None
+
+
+def _run_sequential(group: Group, workdir: str, shared: experiment.Shared, bar) -> dict[str, str]:
+  errors = {}
+  # Points with the same poisoning run back to back, so it is computed once.
+  order = sorted(group.points, key=lambda p: (json.dumps(config_lib.to_dict(p.config.attack),
+                                                         sort_keys=True), p.config.seed, p.index))
+  for p in order:
+    if _read_results(workdir, p.name) is None:
+      try:
+        experiment.run(p.config, point_dir(workdir, p), shared=shared, verbose=False)
+      except POINT_ERRORS as e:
+        errors[p.name] = _record_error(workdir, p.name, e)
+    bar.update(1)
+  return errors
+
+
+def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> dict[str, str]:
+  """Trains the group's points as one stacked program; its results are saved in the
+  group's folder first (one atomic file), then handed to each point's workdir, so a kill
+  in between never leaves a group half reported."""
+  group_dir = os.path.join(workdir, GROUPS_DIR, group.name)
+  saved_path = os.path.join(group_dir, 'results.json')
+  runs, poisonings = [], []
+  for p in group.points:
+    pdir = point_dir(workdir, p)
+    experiment.claim(p.config, pdir)
+    data = shared.dataset(p.config)
+    poisoned = experiment.poison_run(p.config, data, pdir, shared)
+    # Kept for the figures of spatial regimes only: a poisoning holds a whole training set.
+    poisonings.append(poisoned if p.config.perturb.name in experiment.figures.SPATIAL_REGIMES
+                      else None)
+    if poisoned is None:
+      runs.append(StackedRun(p.config, pdir, data.y_train, np.zeros(0, np.int64),
+                             data.x_train[:0]))
+    else:
+      changed = poisoned.modified
+      runs.append(StackedRun(p.config, pdir, poisoned.train.y_train, changed,
+                             poisoned.train.x_train[changed], poisoned.backdoor))
+  if os.path.exists(saved_path):
+    outcomes = workdir_lib.read_json(saved_path)
+  else:
+    os.makedirs(group_dir, exist_ok=True)
+    clean = shared.dataset(group.points[0].config)
+    with timing.phase('train'):
+      results = train_and_evaluate_stacked(runs, clean, group_dir)
+    outcomes = [{'error': str(r)} if isinstance(r, Exception) else {'results': r} for r in results]
+    if jax.process_index() == 0:
+      workdir_lib.write_json(saved_path, outcomes)
+  errors = {}
+  for p, poisoned, outcome in zip(group.points, poisonings, outcomes):
+    if 'error' in outcome:
+      errors[p.name] = _record_error(workdir, p.name, RuntimeError(outcome['error']))
+    elif _read_results(workdir, p.name) is None:
+      experiment.finish(p.config, point_dir(workdir, p), outcome['results'], poisoned)
+    bar.update(1)
+  if jax.process_index() == 0:  # every point holds its own final checkpoint now
+    shutil.rmtree(os.path.join(group_dir, 'checkpoints'), ignore_errors=True)
+  return errors
+
+
+def _report(workdir: str, axes: Sequence[Axis], points: Sequence[Point], metrics: Sequence[str],
+            errors: dict[str, str], verbose: bool) -> list[dict]:
+  """results.csv, results.jsonl and the figures from the points' results.json files."""
+  results = {p.name: _read_results(workdir, p.name) for p in points}
+  for p in points:
+    if results[p.name] is None and p.name not in errors and os.path.exists(_error_path(workdir, p.name)):
+      with open(_error_path(workdir, p.name)) as f:
+        errors[p.name] = f.read().strip()
+  rows = report.result_rows(points, results, errors)
+  if jax.process_index() == 0:
+    report.write_csv(os.path.join(workdir, 'results.csv'), rows)
+    report.write_jsonl(os.path.join(workdir, 'results.jsonl'), rows)
+    report.write_figures(workdir, axes, rows, metrics)
+  if verbose:
+    print(report.format_table(rows, metrics=metrics))
+  return rows
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+        config_spec: str = '', file_config: ml_collections.ConfigDict | None = None,
+        verbose: bool = True) -> list[dict]:
+  """Runs (or resumes, or just reports) the sweep `config` in `workdir`; returns the rows
+  of results.csv. `config_spec` and `file_config` (the config file's own defaults) make
+  each point's reproducing command line in sweep.json."""
+  points = grid.expand(config)  # validates every point first
+  experiment_config, block = grid.split_config(config)
+  axes = grid.axes_of(block, experiment_config)
+  parallel.maybe_initialize_distributed(experiment_config.distributed.initialize)
+  is_writer = jax.process_index() == 0
+  if is_writer:
+    claim_workdir(workdir, config, overwrite)
+  groups = plan(points, block.execution, block.max_stack, jax.default_backend(), jax.device_count())
+  if is_writer:
+    workdir_lib.write_json(os.path.join(workdir, SWEEP_JSON), _sweep_record(
+        config, axes, points, groups, workdir, config_spec,
+        grid.split_config(file_config)[0] if file_config is not None else None))
+  todo = [p for p in points if _read_results(workdir, p.name) is None]
+  errors: dict[str, str] = {}
+  if todo:
+    if verbose:
+      modes = ', '.join(f'{g.name}: {len(g.points)} points {g.execution}' for g in groups)
+      print(f'sweep {workdir}: {len(points)} points ({len(points) - len(todo)} done) in '
+            f'{len(groups)} groups ({modes})', file=sys.stderr)
+    shared = experiment.Shared(surrogate_root=os.path.join(workdir, 'surrogates'))
+    _preflight(todo, shared)
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), unit='point', desc='sweep',
+               disable=not (is_writer and experiment_config.log.progress), file=sys.stderr,
+               dynamic_ncols=True, position=0)
+    try:
+      with nested_bars():
+        for group in groups:
+          if all(_read_results(workdir, p.name) is not None for p in group.points):
+            continue
+          run_group = _run_vmapped if group.execution == 'vmap' else _run_sequential
+          logging.info('sweep group %s: %d points, %s', group.name, len(group.points),
+                       group.execution)
+          errors.update(run_group(group, workdir, shared, bar))
+    finally:
+      bar.close()
+    experiment.write_timing(workdir)
+  elif verbose:
+    print(f'{workdir} already holds the finished sweep:')
+  return _report(workdir, axes, points, block.metrics, errors, verbose)
+
+
+def report_only(workdir: str, verbose: bool = True) -> list[dict]:
+  """Rebuilds results.csv, results.jsonl and the figures of the sweep in `workdir` from its
+  sweep.json and the points' results (`python -m abd_jax.sweep --report`)."""
+  path = os.path.join(workdir, SWEEP_JSON)
+  if not os.path.exists(path):
+    raise workdir_lib.WorkdirError(f'{workdir} holds no {SWEEP_JSON}: not a sweep workdir')
+  record = workdir_lib.read_json(path)
+  axes = [Axis(a['name'], tuple(a['fields']), tuple(grid.tupled(v) for v in a['values']))
+          for a in record['axes']]
+  # JSON files keep keys sorted: the axes give the column order back.
+  fields = [f for a in axes for f in a.fields]
+  points = [Point(p['index'], p['name'], {f: grid.tupled(p['overrides'][f]) for f in fields}, None)
+            for p in record['points']]
+  metrics = tuple(record['config']['sweep'].get('metrics', grid.DEFAULT_METRICS))
+  return _report(workdir, axes, points, metrics, {}, verbose)
