@@ -3,7 +3,6 @@ equal the single runs of `abd_jax.main` (sequential) or agree with them within t
 README's tolerance (vmapped, and vmapped with the run axis split over 8 fake devices);
 kill and resume; the report files; validation before anything runs."""
 
-import json
 import os
 import shlex
 import signal

@@ -30,7 +30,7 @@ import os
 import shlex
 import shutil
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import ml_collections
