@@ -1,22 +1,38 @@
 """What the command-line tools share: flag parsing with one-line errors, config loading,
-quiet storage logs, and the errors shown without a traceback."""
+workdir checks, interruption, quiet storage logs, and the errors shown without a traceback.
+
+A user's mistake (a bad flag, a config file that does not load, a workdir that cannot be
+used) and an interruption end in one line on stderr and a non-zero exit code; a traceback
+is kept for the library's own bugs.
+"""
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import importlib.util
+import os
+import signal
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
+import ml_collections
 from absl import flags, logging
 
-from abd_jax.data import DatasetError
-from abd_jax.errors import ConfigError
-from abd_jax.train import CheckpointError, TrainingDivergedError
-from abd_jax.workdir import WorkdirError
+from abd_jax import interrupt
+from abd_jax.workdir import WorkdirError, check_path
 
-# Errors whose message tells the user what to do; a traceback would only hide it.
-USER_ERRORS = (ConfigError, DatasetError, WorkdirError, CheckpointError, TrainingDivergedError)
 T = TypeVar('T')
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+  """Errors whose message tells the user what to do; a traceback would only hide it.
+  (Imported here, not at the top: a mistake on the command line is reported before the
+  numerical libraries load.)"""
+  from abd_jax.data import DatasetError
+  from abd_jax.errors import ConfigError
+  from abd_jax.train import CheckpointError, TrainingDivergedError
+  return (ConfigError, DatasetError, WorkdirError, CheckpointError, TrainingDivergedError)
 
 
 def fail(message: str, code: int) -> None:
@@ -24,21 +40,79 @@ def fail(message: str, code: int) -> None:
   sys.exit(code)
 
 
+def _one_line(text: str, limit: int = 300) -> str:
+  return ' '.join(str(text).split())[:limit]
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+  """The value of `--name=V` / `--name V` in argv (the last one given), or None."""
+  value = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith(f'--{name}='):
+      value = arg.split('=', 1)[1]
+    elif arg == f'--{name}' and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def check_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads `'path[:preset]'` as ml_collections' config flag will, so that every way a
+  config file can fail gives one line naming the file (exit 2)."""
+  path, _, preset = spec.partition(':')
+  if not os.path.isfile(path):
+    fail(f'--config: there is no config file at {path!r} (the configs are in configs/, '
+         'e.g. --config=configs/quickstart.py:digits)', 2)
+  module_spec = importlib.util.spec_from_file_location('abd_jax_checked_config', path)
+  if module_spec is None:
+    fail(f'--config: {path} is not a Python file', 2)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as e:
+    fail(f'--config: {path} has a syntax error on line {e.lineno}: {e.msg}', 2)
+  except Exception as e:  # anything the file's own code raises
+    fail(f'--config: {path} failed to load: {type(e).__name__}: {_one_line(e)}', 2)
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    fail(f'--config: {path} defines no get_config(); a config file defines '
+         'get_config(preset=None) returning an ml_collections.ConfigDict', 2)
+  call = f'get_config({preset!r})' if preset else 'get_config()'
+  try:
+    config = get_config(preset) if preset else get_config()
+  except Exception as e:
+    fail(f'--config: {path}: {call} raised {type(e).__name__}: {_one_line(e)}', 2)
+  if not isinstance(config, ml_collections.ConfigDict):
+    fail(f'--config: {path}: {call} returned a {type(config).__name__}, not an '
+         'ml_collections.ConfigDict', 2)
+  return config
+
+
+def _known_flags() -> str:
+  own = flags.FLAGS.flags_by_module_dict().get(sys.argv[0], [])
+  names = sorted({f'--{f.name}' for f in own})
+  return ', '.join(names) + ' and --config.FIELD=VALUE overrides' if names else '--help'
+
+
 def parse_flags(argv):
-  """absl's parser, with a one-line message for a bad config file, preset or override."""
+  """absl's parser, with one line for a bad flag, config file, preset or override."""
+  spec = _flag_value(argv, 'config')
+  if spec is not None:
+    check_config_file(spec)
   try:
     return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    fail(f'unknown flag --{e.flagname}; this command takes {_known_flags()} (see --help)', 2)
   except (AttributeError, KeyError) as e:  # raised by the locked ConfigDict
     text = str(e.args[0] if e.args else e)
     try:  # the message arrives as the repr of a KeyError's message
       text = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       pass
-    fail('a --config override names a field that does not exist: '
-         f'{" ".join(str(text).split())} The README lists every field.', 2)
-  except flags.IllegalFlagValueError as e:  # the config file failed to load: keep its last line
+    fail(f'a --config override names a field that does not exist: {_one_line(text)} '
+         'The README lists every field.', 2)
+  except flags.Error as e:  # a bad flag value; the config file failed to load: keep its last line
     lines = [line for line in str(e).splitlines() if line.strip()]
-    fail(f'{lines[0]} {lines[-1].strip() if len(lines) > 1 else ""}', 2)
+    fail(f'{lines[0]} {lines[-1].strip() if len(lines) > 1 else ""}'.strip(), 2)
 
 
 def quiet_storage_logs() -> None:
@@ -51,14 +125,40 @@ def load_config(config_flag):
   try:
     config = config_flag.value
     config.seed  # a config file that failed to load raises only when first read
-  except (ValueError, OSError) as e:
-    fail(' '.join(str(e).split()), 2)
+  except (ValueError, OSError, AttributeError) as e:
+    fail(_one_line(e), 2)
   return config
+
+
+def check_workdir(workdir: str | None, flag: str = '--workdir') -> str:
+  """`workdir`, or one line (exit 2) when it cannot be a run directory."""
+  try:
+    check_path(workdir or '', flag)
+  except WorkdirError as e:
+    fail(str(e), 2)
+  return workdir
+
+
+@contextlib.contextmanager
+def interruptible(what: str) -> Iterator[None]:
+  """SIGTERM behaves as Ctrl-C; either ends the block with one line saying that the same
+  command resumes `what` (exit 128 + the signal's number, as a shell reports it). The
+  run's `finally` blocks run first, so a checkpoint being written is completed."""
+  name = None
+  with interrupt.handled():
+    try:
+      yield
+    except KeyboardInterrupt as e:
+      name = e.args[0] if e.args and e.args[0] in signal.Signals.__members__ else 'SIGINT'
+    name = name or interrupt.received()
+  if name is not None:
+    fail(f'interrupted ({name}); {what} is kept: run the same command again to resume it',
+         128 + signal.Signals[name].value)
 
 
 def run_or_exit(fn: Callable[[], T], extra: tuple[type[Exception], ...] = ()) -> T:
   """fn(), with the user errors (and `extra` ones) printed as one line (exit 1)."""
   try:
     return fn()
-  except USER_ERRORS + extra as e:
+  except user_errors() + extra as e:
     fail(str(e), 1)

@@ -14,6 +14,7 @@ import os
 from typing import Any, Iterable
 
 import ml_collections
+from ml_collections import config_dict
 
 from abd_jax.data import DATASET_NAMES
 from abd_jax.errors import ConfigError
@@ -48,8 +49,10 @@ def base_config() -> ml_collections.ConfigDict:
       weight_decay=5e-4, milestones=(), lr_decay=0.1))
 
   # The inner maximization used to build training inputs ('none' = standard training).
+  # step_size unset (None) = derived from eps as the papers do (`resolved_step_size`).
   c.perturb = ml_collections.ConfigDict(dict(
-      name='linf', eps=8 / 255, step_size=2 / 255, steps=10, random_start=True,
+      name='linf', eps=8 / 255, step_size=config_dict.placeholder(float), steps=10,
+      random_start=True,
       bn_mode='eval', unroll='auto',
       # Spatial flow-field budget (L-inf of the flow in normalized [-1, 1] grid units),
       # its step, and the relaxation weight beta of adversarial vs random perturbation.
@@ -57,9 +60,11 @@ def base_config() -> ml_collections.ConfigDict:
       # mixup / cutmix: lambda ~ Beta(mix_alpha, mix_alpha).
       mix_alpha=1.0))
 
-  # Robust accuracy is measured with L-inf PGD of this budget (random start).
+  # Robust accuracy is measured with L-inf PGD of this budget (random start); step_size
+  # unset (None) = 2.5·eps/steps, 2/255 for the default 8/255 in 10 steps.
   c.eval = ml_collections.ConfigDict(dict(
-      eps=8 / 255, step_size=2 / 255, steps=10, batch_size=500, every_epochs=1,
+      eps=8 / 255, step_size=config_dict.placeholder(float), steps=10, batch_size=500,
+      every_epochs=1,
       robust=True, robust_subset=0))
 
   # Backdoor poisoning (README: attacks). Fields prefixed sig_/wanet_ belong to one attack.
@@ -118,6 +123,34 @@ def split_sweep(config: ml_collections.ConfigDict
       del experiment['sweep']
   experiment.lock()
   return experiment, block
+
+
+# ---------------------------------------------------------------------------- step sizes
+
+# Single-step attacks and the step their papers take when perturb.step_size is unset, as a
+# multiple of eps: FGSM with random start 1.25·eps (Wong et al. 2020, "Fast is better than
+# free"); least-likely-class FGSM one step of eps from x (Kurakin et al. 2017).
+SINGLE_STEP_FACTORS = {'fgsm': 1.25, 'fgsm_targeted': 1.0}
+# Iterative attacks: 2.5·eps/steps (Madry et al. 2018), i.e. 2/255 for 8/255 in 10 steps.
+PGD_STEP_FACTOR = 2.5
+
+
+def resolved_step_size(block: ml_collections.ConfigDict) -> float:
+  """`block.step_size` (the perturb or eval block), or when it is unset (None) the step of
+  the papers for the block's attack: 1.25·eps for fgsm, eps for fgsm_targeted, and
+  2.5·eps/steps for the iterative ones (PGD, L2, ...). The eval block (no `name`) is PGD."""
+  if block.step_size is not None:
+    return float(block.step_size)
+  name = block.name if 'name' in block else 'linf'
+  if name in SINGLE_STEP_FACTORS:
+    return SINGLE_STEP_FACTORS[name] * float(block.eps)
+  return PGD_STEP_FACTOR * float(block.eps) / int(block.steps)
+
+
+def hparam(block: ml_collections.ConfigDict, field: str) -> float:
+  """The value of a traced hyperparameter `field` of the perturb or eval block, with an
+  unset step size resolved (`resolved_step_size`)."""
+  return resolved_step_size(block) if field == 'step_size' else block[field]
 
 
 # ---------------------------------------------------------------------------- validation
@@ -185,7 +218,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
   p = c.perturb
   _one_of('perturb.name', p.name, PERTURB_NAMES)
   _number_in('perturb.eps', p.eps, 0.0, 1e3)
-  _number_in('perturb.step_size', p.step_size, 0.0, 1e3)
+  if p.step_size is not None:  # None: derived from eps (resolved_step_size)
+    _number_in('perturb.step_size', p.step_size, 0.0, 1e3)
   _int_at_least('perturb.steps', p.steps, 1)
   _one_of('perturb.bn_mode', p.bn_mode, BN_MODES)
   _one_of('perturb.unroll', p.unroll, UNROLL_MODES)
@@ -198,7 +232,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
   e = c.eval
   _number_in('eval.eps', e.eps, 0.0, 1.0)
-  _number_in('eval.step_size', e.step_size, 0.0, 1.0)
+  if e.step_size is not None:
+    _number_in('eval.step_size', e.step_size, 0.0, 1.0)
   _int_at_least('eval.steps', e.steps, 1)
   _int_at_least('eval.batch_size', e.batch_size, 1)
   _int_at_least('eval.every_epochs', e.every_epochs, 1)
@@ -294,6 +329,8 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   c.train.update(epochs=15, batch_size=64, optimizer='sgd', lr=0.05, momentum=0.9,
                  weight_decay=5e-4, milestones=(10,), lr_decay=0.1)
   c.perturb.update(eps=0.1, step_size=0.025, steps=5, eps_spatial=0.15, step_size_spatial=0.0375)
+  if c.perturb.name in SINGLE_STEP_FACTORS:  # one step: the paper's multiple of eps
+    c.perturb.step_size = None
   if c.perturb.name == 'l2':  # 64 near-binary pixels: an L2 ball of 1 ~ one flipped pixel
     c.perturb.update(eps=1.0, step_size=0.25)
   if c.perturb.name == 'random_linf':  # random noise needs a larger ball to matter

@@ -21,9 +21,11 @@ import jax
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import figures, parallel, poison, surrogate, timing, workdir as workdir_lib
-from abd_jax.data import Dataset, load_dataset
+from abd_jax import figures, models, parallel, poison, surrogate, timing, workdir as workdir_lib
+from abd_jax.data import Dataset, DatasetError, load_dataset
 from abd_jax.defenses import train_with_defense
+from abd_jax.errors import ConfigError
+from abd_jax.train.loop import steps_per_epoch
 from abd_jax.train.progress import format_table
 
 RESULTS = 'results.json'
@@ -79,17 +81,52 @@ class Shared:
     return self.poisonings[key]
 
 
-def claim(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> dict | None:
-  """Validates `config` and claims `workdir` for it (resumes an earlier run of the same
-  config; refuses another one unless `overwrite`). Returns the finished run's results, or
-  None when there is work to do."""
+def check_data(config: ml_collections.ConfigDict, data: Dataset) -> None:
+  """The checks of `config` that need the data, made before the workdir is touched: a
+  model too deep for the image size, a batch larger than the training set, a batch that
+  does not split over the devices, and the attack's (a trigger larger than the image, a
+  target class out of range, a clean-label rate larger than the class)."""
+  models.check_image_size(config.model.name, data.image_shape)
+  steps_per_epoch(config, len(data.y_train))
+  config_lib.validate_for_devices(config, jax.device_count())
+  if config.attack.name != 'none':
+    poison.check_poisoning(config, data)
+
+
+def finished_results(config: ml_collections.ConfigDict, workdir: str,
+                     overwrite: bool = False) -> dict | None:
+  """The results of the finished run of `config` in `workdir`, or None when there is work
+  to do. Writes nothing; raises WorkdirError when `workdir` holds another run and not
+  `overwrite`. A damaged results.json is recomputed (from the final checkpoint)."""
+  workdir_lib.check_path(workdir)
+  if not workdir_lib.inspect(workdir, config_lib.to_dict(config), overwrite):
+    return None
+  path = os.path.join(workdir, RESULTS)
+  if not os.path.exists(path):
+    return None
+  try:
+    results = workdir_lib.read_json(path)
+    if isinstance(results, dict) and results:
+      return results
+    problem = f'holds a JSON {type(results).__name__}' if not isinstance(results, dict) else 'is empty'
+  except (ValueError, UnicodeDecodeError) as e:
+    problem = f'cannot be read ({" ".join(str(e).split())[:100]})'
+  logging.warning('%s %s; recomputing it from the run\'s final checkpoint', path, problem)
+  return None
+
+
+def claim(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False) -> bool:
+  """Validates `config` and claims `workdir` for it: resumes an earlier run of the same
+  config (returns True), refuses another one unless `overwrite`. The caller holds the
+  workdir's lock (`workdir.locked`)."""
   config_lib.validate(config)
   parallel.maybe_initialize_distributed(config.distributed.initialize)
+  resumed = False
   if jax.process_index() == 0:
-    if workdir_lib.prepare(workdir, config_lib.to_dict(config), overwrite):
+    resumed = workdir_lib.prepare(workdir, config_lib.to_dict(config), overwrite)
+    if resumed:
       logging.info('resuming the run in %s', workdir)
-  path = os.path.join(workdir, RESULTS)
-  return workdir_lib.read_json(path) if os.path.exists(path) else None
+  return resumed
 
 
 def poison_run(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
@@ -115,21 +152,37 @@ def finish(config: ml_collections.ConfigDict, workdir: str, results: dict,
 
 def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
         shared: Shared | None = None, verbose: bool = True) -> dict:
-  """Runs (or resumes, or just reports) the experiment `config` in `workdir`."""
+  """Runs (or resumes, or just reports) the experiment `config` in `workdir`.
+
+  Everything that can refuse the run is checked before the workdir is touched; the
+  workdir is locked while the run works in it."""
   shared = shared or Shared()
-  results = claim(config, workdir, overwrite)
+  config_lib.validate(config)
+  parallel.maybe_initialize_distributed(config.distributed.initialize)
+  results = finished_results(config, workdir, overwrite)
   if results is not None:
     if verbose:
       print(f'{workdir} already holds the finished run:')
   else:
     data = shared.dataset(config)
-    poisoned = poison_run(config, data, workdir, shared)
-    train_data = data if poisoned is None else poisoned.train
-    with timing.phase('train'):
-      results = train_with_defense(config, train_data, workdir,
-                                   None if poisoned is None else poisoned.backdoor,
-                                   None if poisoned is None else poisoned.is_poisoned)
-    finish(config, workdir, results, poisoned)
+    check_data(config, data)
+    is_writer = jax.process_index() == 0
+    created = not os.path.isdir(workdir)
+    resumed = False
+    try:
+      with workdir_lib.locked(workdir, enabled=is_writer):
+        resumed = claim(config, workdir, overwrite)
+        poisoned = poison_run(config, data, workdir, shared)
+        train_data = data if poisoned is None else poisoned.train
+        with timing.phase('train'):
+          results = train_with_defense(config, train_data, workdir,
+                                       None if poisoned is None else poisoned.backdoor,
+                                       None if poisoned is None else poisoned.is_poisoned)
+        finish(config, workdir, results, poisoned)
+    except (ConfigError, DatasetError):
+      if is_writer and not resumed:  # refused before anything trained: leave no trace
+        workdir_lib.undo_fresh(workdir, created)
+      raise
   if verbose:
     print(format_table(results))
   return results

@@ -1,19 +1,31 @@
-"""The run directory: claims it for a config, refuses one that holds a different run.
+"""The run directory: checks its path, locks it, claims it for a config, refuses one that
+holds a different run.
 
 A workdir holds `config.json`, `metrics.jsonl`, `results.json`, `checkpoints/` and figures.
 Rerunning the same config resumes; a different config is refused unless `overwrite`,
 which deletes the old run first. Fields under `log` only change console output and are
-not compared.
+not compared. While a run works in it, the workdir is locked (`.lock`, an exclusive
+`flock` that the kernel releases when the process dies, so a killed run never leaves a
+stale lock); a second process on the same workdir is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from typing import Any, Callable
+import socket
+import tempfile
+from typing import Any, Callable, Iterator
+
+try:
+  import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not protected from each other
+  fcntl = None
 
 IGNORED_SECTIONS = ('log',)
+LOCK = '.lock'
 
 
 class WorkdirError(RuntimeError):
@@ -39,31 +51,147 @@ def config_differences(old: dict, new: dict) -> list[str]:
           for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def check_path(workdir: str, flag: str = '--workdir') -> None:
+  """Raises WorkdirError when `workdir` cannot be a run directory: empty, a file, under a
+  file, or not creatable / not writable. Writes nothing."""
+  if not workdir or not workdir.strip():
+    raise WorkdirError(f'{flag} is empty: give the directory the run should use, e.g. '
+                       f'{flag}=runs/quickstart')
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f'{flag}={workdir} is a file, not a directory: give another path')
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise WorkdirError(f'{flag}={workdir} lies under the file {existing}: give another path')
+  # Tried, not predicted from permission bits: root, read-only mounts and /proc differ.
+  target = os.path.abspath(workdir)
+  try:
+    if existing == target:
+      tempfile.TemporaryFile(dir=target).close()
+    else:
+      os.makedirs(target)
+      while target != existing:  # leave no trace of the probe
+        os.rmdir(target)
+        target = os.path.dirname(target)
+  except OSError as e:
+    what = 'is not writable' if existing == os.path.abspath(workdir) else 'cannot be created'
+    raise WorkdirError(f'{flag}={workdir} {what} ({e.strerror}): give a path you can '
+                       'write to') from None
+
+
+def _entries(workdir: str) -> list[str]:
+  return [e for e in os.listdir(workdir) if e != LOCK] if os.path.isdir(workdir) else []
+
+
+def _clear(workdir: str) -> None:
+  """Deletes everything in `workdir` but the lock file (which this process may hold)."""
+  for entry in _entries(workdir):
+    path = os.path.join(workdir, entry)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
+
+
+def _problem(workdir: str, config: dict, marker: str, stored: Callable[[Any], dict],
+             what: str) -> str | None:
+  """Why `workdir` cannot hold this `config` (None: empty or the same run)."""
+  if not _entries(workdir):
+    return None
+  path = os.path.join(workdir, marker)
+  if not os.path.exists(path):
+    problem = f'{workdir} is not empty and holds no {marker}, so it is not a {what} of this library'
+    if marker != 'config.json' and os.path.exists(os.path.join(workdir, 'config.json')):
+      problem += ' (it holds a single run)'
+    return problem
+  try:
+    saved = stored(read_json(path))
+    if not isinstance(saved, dict):
+      raise ValueError(f'holds a JSON {type(saved).__name__}, not an object')
+  except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+    return (f'{path} is damaged ({" ".join(str(e).split())[:120]}), so it is unknown which '
+            f'config this {what} holds')
+  diffs = config_differences(saved, config)
+  if diffs:
+    shown = '; '.join(diffs[:8]) + (f'; and {len(diffs) - 8} more' if len(diffs) > 8 else '')
+    return f'{workdir} holds a {what} of a different config ({shown})'
+  return None
+
+
+def inspect(workdir: str, config: dict, overwrite: bool, marker: str = 'config.json',
+            stored: Callable[[Any], dict] = lambda saved: saved, what: str = 'run') -> bool:
+  """Whether `workdir` holds this `config` already (a resume); writes nothing. Raises
+  WorkdirError when it holds something else and not `overwrite`, or something that is not
+  a workdir of this library at all (`overwrite` never deletes those)."""
+  problem = _problem(workdir, config, marker, stored, what)
+  if problem is None:
+    return bool(_entries(workdir)) and not overwrite
+  if not overwrite:
+    raise WorkdirError(f'{problem}. Use another --workdir, or pass --overwrite to delete it '
+                       'and start again.')
+  if not any(os.path.exists(os.path.join(workdir, m)) for m in (marker, 'config.json')):
+    raise WorkdirError(f'{problem}; --overwrite deletes only workdirs of this library. '
+                       'Use another --workdir.')
+  return False
+
+
 def claim(workdir: str, config: dict, overwrite: bool, marker: str = 'config.json',
           stored: Callable[[Any], dict] = lambda saved: saved, what: str = 'run') -> bool:
   """Checks that `workdir` is empty or holds this `config` (read from its `marker` file by
-  `stored`). Returns True when it does (a resume); deletes it when `overwrite`; raises
-  WorkdirError for anything else. `what` names the kind of workdir in messages."""
-  path = os.path.join(workdir, marker)
-  if os.path.isdir(workdir) and os.listdir(workdir):
-    problem = None
-    if not os.path.exists(path):
-      problem = f'{workdir} is not empty and holds no {marker}, so it is not a {what} of this library'
-      if marker != 'config.json' and os.path.exists(os.path.join(workdir, 'config.json')):
-        problem += ' (it holds a single run)'
-    else:
-      diffs = config_differences(stored(read_json(path)), config)
-      if diffs:
-        shown = '; '.join(diffs[:8]) + (f'; and {len(diffs) - 8} more' if len(diffs) > 8 else '')
-        problem = f'{workdir} holds a {what} of a different config ({shown})'
-    if problem is None:
-      return True
-    if not overwrite:
-      raise WorkdirError(f'{problem}. Use another --workdir, or pass --overwrite to delete it '
-                         'and start again.')
-    shutil.rmtree(workdir)
+  `stored`). Returns True when it does (a resume); with `overwrite` deletes what it holds
+  (also the same run, finished or not) and returns False; raises WorkdirError for anything
+  else. `what` names the kind of workdir in messages."""
+  if inspect(workdir, config, overwrite, marker, stored, what):
+    return True
+  if overwrite:
+    _clear(workdir)
   os.makedirs(workdir, exist_ok=True)
   return False
+
+
+@contextlib.contextmanager
+def locked(workdir: str, enabled: bool = True) -> Iterator[None]:
+  """Holds `workdir`'s exclusive lock (creating the directory) for the block. A second
+  holder, in this process or another, gets a WorkdirError naming the holder's PID."""
+  if not enabled or fcntl is None:
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      holder = os.pread(fd, 200, 0).decode(errors='replace').strip() or 'unknown'
+      raise WorkdirError(f'{workdir} is in use by another run (process {holder}); wait for it '
+                         'to finish or stop it (the same command resumes a stopped run), or '
+                         'use another --workdir') from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'{os.getpid()} on {socket.gethostname()}\n'.encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # closing the only descriptor releases the flock
+
+
+def undo_fresh(workdir: str, created: bool) -> bool:
+  """Leaves the workdir of a fresh run that was refused (a config error found after the
+  claim) as the run found it, so the corrected command needs no --overwrite: deletes what
+  the run wrote, and the directory when the run created it. Does nothing (returns False)
+  once anything has trained there (a `checkpoints/` folder anywhere in it)."""
+  if not os.path.isdir(workdir):
+    return True
+  for _, dirs, _ in os.walk(workdir):
+    if 'checkpoints' in dirs:
+      return False
+  _clear(workdir)
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(os.path.join(workdir, LOCK))
+  if created:
+    with contextlib.suppress(OSError):
+      os.rmdir(workdir)
+  return True
 
 
 def prepare(workdir: str, config: dict, overwrite: bool) -> bool:

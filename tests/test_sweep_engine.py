@@ -237,3 +237,18 @@ def test_a_diverging_run_of_a_stacked_group_fails_alone(tmp_path, monkeypatch):
   epochs = lambda name: [json.loads(line)['epoch'] for line in open(tmp_path / name / 'metrics.jsonl')]
   assert epochs('calm') == [1, 2] and epochs('wild') == []  # nothing logged from a NaN
   assert os.listdir(tmp_path / 'calm' / 'checkpoints') == ['2']  # its own final model
+
+
+def test_a_busy_or_refused_sweep_leaves_its_workdir_untouched(tmp_path):
+  from abd_jax import workdir as workdir_lib
+  from abd_jax.sweep.grid import SweepError
+  config = sweep_config({'alpha': grid.axis('attack.alpha', (0.2, 1.0))})
+  workdir = str(tmp_path / 'sweep')
+  with workdir_lib.locked(workdir):  # another sweep works there
+    with pytest.raises(WorkdirError, match=f'in use by another run \\(process {os.getpid()}'):
+      engine.run(config, workdir, verbose=False)
+  assert os.listdir(workdir) == [workdir_lib.LOCK]
+  config.attack.patch_size = 9  # larger than the 8×8 digits: found with the data
+  with pytest.raises(SweepError, match='attack.patch_size'):
+    engine.run(config, str(tmp_path / 'bad'), verbose=False)
+  assert not (tmp_path / 'bad').exists()

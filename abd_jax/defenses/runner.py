@@ -24,6 +24,8 @@ killed in its last phase resumes there without scoring again, and a figure:
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import os
 
 import jax
@@ -90,6 +92,56 @@ def detector_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   return c
 
 
+def _kept_after_removal(config: ml_collections.ConfigDict, labels: np.ndarray,
+                        poisoned: np.ndarray, factor: float) -> int:
+  """How many training samples the removal of `config.defense.name` (pipeline: the top
+  floor(factor·p·n) overall; spectral: the top floor(min(1, factor·p)·n_c) of each class)
+  keeps; it depends on the counts only, not on the scores."""
+  n = len(labels)
+  if config.defense.name == 'spectral':
+    fraction = min(1.0, factor * assumed_class_rate(config, poisoned, labels))
+    return sum(int(m) - min(int(m), math.floor(fraction * int(m) + 1e-9))
+               for m in np.unique(labels, return_counts=True)[1])
+  return n - detection.removal_count(assumed_rate(config, poisoned), n, factor)
+
+
+def check_removal_keeps_a_batch(config: ml_collections.ConfigDict, labels: np.ndarray,
+                                poisoned: np.ndarray) -> None:
+  """Before any detector is trained: the pipeline and spectral defenses retrain on what
+  their removal rule keeps, which must be at least one batch. Raises ConfigError naming
+  defense.removal_factor, with the largest factor the assumed poison rate allows."""
+  d, batch = config.defense, config.train.batch_size
+  if d.name not in ('pipeline', 'spectral'):
+    return
+  kept = _kept_after_removal(config, labels, poisoned, d.removal_factor)
+  if kept >= batch:
+    return
+  spectral = d.name == 'spectral'
+  rate = (assumed_class_rate(config, poisoned, labels) if spectral
+          else assumed_rate(config, poisoned))
+  source = (f'defense.poison_rate = {d.poison_rate:g}' if d.poison_rate != -1 else
+            f"the attack's true poison rate{' in its most poisoned class' if spectral else ''}, "
+            'as defense.poison_rate = -1')
+  rule = ('floor(min(1, removal_factor · p) · n_c) of each class c' if spectral
+          else 'floor(removal_factor · p · n)')
+  if _kept_after_removal(config, labels, poisoned, 0.0) < batch:
+    allowed = 'no factor does: the training set is smaller than one batch'
+  else:
+    # The largest factor that still keeps a batch (kept falls as the factor grows).
+    low, high = 0.0, float(d.removal_factor)
+    for _ in range(60):
+      mid = (low + high) / 2
+      if _kept_after_removal(config, labels, poisoned, mid) >= batch:
+        low = mid
+      else:
+        high = mid
+    allowed = f'with this p it must be at most {math.floor(low * 1e4) / 1e4:g}'
+  raise ConfigError('defense.removal_factor', d.removal_factor,
+                    f'the {d.name} defense removes {rule} of the n = {len(labels)} training '
+                    f'samples, with p = {rate:.4g} ({source}); that keeps {kept}, fewer than '
+                    f'one batch (train.batch_size = {batch}): {allowed}')
+
+
 def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
                        backdoor: evaluate.BackdoorTestSet | None,
                        poisoned: np.ndarray | None) -> dict:
@@ -101,6 +153,7 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
     poisoned = np.zeros(len(data.y_train), bool)
   if name == 'none':
     return train_and_evaluate(config, data, workdir, backdoor=backdoor)
+  check_removal_keeps_a_batch(config, data.y_train, poisoned)
   if name == 'pgd_steps':
     hook = _count_during_training(config, data, poisoned, workdir)
     results = train_and_evaluate(config, data, workdir, backdoor=backdoor, epoch_hook=hook)
@@ -115,9 +168,11 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
         dconfig, phase_dir,
         lambda c, d: train_with_defense(c, data, d, backdoor, poisoned), f'{name} detector')
     if name == 'pipeline':  # phase 1 is a pgd_steps run: take over its detection
-      with np.load(os.path.join(phase_dir, 'detection.npz')) as saved:
+      # (computed again from phase 1's final model should its detection files be damaged)
+      summary = _cached(phase_dir, lambda: _count_and_remove(dconfig, data, poisoned, phase_dir),
+                        announce=False)
+      with np.load(os.path.join(phase_dir, DETECTION_NPZ)) as saved:
         _save_npz(workdir, **saved)
-      summary = workdir_lib.read_json(os.path.join(phase_dir, 'detection.json'))
     else:
       model, variables = load_run_variables(phase_dir, data, fallback=dconfig)
       summary = DETECTORS[name](config, model, variables, data, poisoned, workdir)
@@ -125,12 +180,12 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
     return summary
 
   summary = _cached(workdir, detect)
-  with np.load(os.path.join(workdir, 'detection.npz')) as saved:
+  with np.load(os.path.join(workdir, DETECTION_NPZ)) as saved:
     kept = ~saved['removed']
   if kept.sum() < config.train.batch_size:
     # The field that decides how much is removed.
     field = {'aabl': 'split_eps', 'activation_clustering': 'ac_size_threshold'}.get(
-        name, 'poison_rate')
+        name, 'removal_factor')
     raise ConfigError(f'defense.{field}', config.defense[field],
                       f'the {name} defense kept {int(kept.sum())} of {len(kept)} training samples, '
                       f'fewer than one batch (train.batch_size = {config.train.batch_size})')
@@ -140,17 +195,47 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
   return results
 
 
-def _cached(workdir: str, compute) -> dict:
-  """`compute()`'s summary (it saves detection.npz itself), or the one an earlier,
-  interrupted run of this workdir left in detection.json."""
-  path = os.path.join(workdir, 'detection.json')
-  if os.path.exists(path):
+DETECTION_JSON, DETECTION_NPZ = 'detection.json', 'detection.npz'
+
+
+def _saved_detection(workdir: str) -> tuple[dict | None, str | None]:
+  """(the summary in detection.json, None) when it and detection.npz are readable;
+  (None, why not) when detection.json exists but they are not; (None, None) when there is
+  no detection.json (none was finished: detection.json is written last)."""
+  path, npz = os.path.join(workdir, DETECTION_JSON), os.path.join(workdir, DETECTION_NPZ)
+  if not os.path.exists(path):
+    return None, None
+  try:
     summary = workdir_lib.read_json(path)
-  else:
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    return None, f'{path} cannot be read ({" ".join(str(e).split())[:120]})'
+  if not isinstance(summary, dict) or 'removed_total' not in summary:
+    return None, f'{path} does not hold a detection summary'
+  if not os.path.exists(npz):
+    return None, f'{npz} is missing'
+  try:
+    with np.load(npz) as saved:
+      removed = np.asarray(saved['removed'])
+      if removed.dtype != bool or int(removed.sum()) != summary['removed_total']:
+        raise ValueError('its removed flags do not match detection.json')
+  except Exception as e:  # zipfile, numpy and pickle raise many types for a damaged file
+    return None, f'{npz} cannot be read ({type(e).__name__}: {" ".join(str(e).split())[:120]})'
+  return summary, None
+
+
+def _cached(workdir: str, compute, announce: bool = True) -> dict:
+  """`compute()`'s summary (it saves detection.npz itself), or the one an earlier,
+  interrupted run of this workdir left in detection.json. Damaged detection files are
+  computed again (from the same model: the result is the same), with one warning."""
+  summary, problem = _saved_detection(workdir)
+  if summary is None:
+    if problem is not None:
+      logging.warning('%s; computing the detection in %s again', problem, workdir)
     summary = compute()
     if jax.process_index() == 0:
-      workdir_lib.write_json(path, summary)
-  print(f'defense ({workdir}): {detection.describe(summary)}')
+      workdir_lib.write_json(os.path.join(workdir, DETECTION_JSON), summary)
+  if announce:
+    print(f'defense ({workdir}): {detection.describe(summary)}')
   return summary
 
 
@@ -158,7 +243,7 @@ def _save_npz(workdir: str, **arrays) -> None:
   """Atomic: a kill never leaves half a detection.npz behind."""
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, 'detection.npz')
+  path = os.path.join(workdir, DETECTION_NPZ)
   with open(path + '.tmp', 'wb') as f:
     np.savez(f, **arrays)
   os.replace(path + '.tmp', path)
@@ -219,9 +304,16 @@ def _count_and_remove(config, data: Dataset, poisoned: np.ndarray, workdir: str)
     by_epoch = {}
     folder = os.path.join(workdir, STEP_COUNTS_DIR)
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
-      epoch = int(name[len('epoch_'):-len('.npy')])
+      digits = name[len('epoch_'):-len('.npy')]
+      if not (name.startswith('epoch_') and name.endswith('.npy') and digits.isdigit()):
+        continue
+      epoch = int(digits)
       if epoch < config.train.epochs:
-        by_epoch[epoch] = np.load(os.path.join(folder, name))
+        try:  # only drawn: a damaged intermediate count leaves its curve out
+          by_epoch[epoch] = np.load(os.path.join(folder, name))
+        except Exception as e:  # numpy raises many types for a damaged file
+          logging.warning('%s cannot be read (%s); left out of step_counts.png',
+                          os.path.join(folder, name), type(e).__name__)
     by_epoch[config.train.epochs] = counts.steps
     plots.step_count_densities(os.path.join(workdir, 'step_counts.png'), by_epoch, poisoned,
                                d.max_steps,

@@ -26,6 +26,7 @@ def map_samples(fn: Callable[..., Any], variables: dict, images: np.ndarray, lab
   the device never waits on the host.
   """
   eval_set = evaluate.make_eval_set(images, labels, batch_size, mesh)
+  batch_size = eval_set.batch_size  # clamped to the set's size
   sharding = parallel.batch_sharded(mesh)
 
   @jax.jit

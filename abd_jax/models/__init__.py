@@ -11,6 +11,9 @@ with x: [B, H, W, C] images and logits: float32 [B, num_classes]. `train`
 is keyword-only and required, so evaluation can never silently use batch
 statistics. Every model ends in global average pooling + Dense, whose input
 is also sown as ('intermediates', 'features') for representation analyses.
+
+`check_image_size(name, image_shape)` raises a ConfigError when the images are too small
+for the model's downsampling (e.g. VGG-16 needs 32x32).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import jax.numpy as jnp
 
 from abd_jax.models.cnn import CNN
 from abd_jax.models.common import scale_width
+from abd_jax.models.fit import check_image_size
 from abd_jax.models.resnet import (BasicBlock, PreActBlock, PreActResNet, PreActResNet18, ResNet,
                                    ResNet18, ResNet34)
 from abd_jax.models.vgg import VGG, VGG16
@@ -55,5 +59,6 @@ def create_model(name: str, num_classes: int, width: float = 1.0,
                              dtype=_DTYPES[dtype])
 
 
-__all__ = ['MODEL_NAMES', 'create_model', 'scale_width', 'CNN', 'ResNet', 'ResNet18', 'ResNet34',
-           'PreActResNet', 'PreActResNet18', 'VGG', 'VGG16', 'BasicBlock', 'PreActBlock']
+__all__ = ['MODEL_NAMES', 'check_image_size', 'create_model', 'scale_width', 'CNN', 'ResNet',
+           'ResNet18', 'ResNet34', 'PreActResNet', 'PreActResNet18', 'VGG', 'VGG16', 'BasicBlock',
+           'PreActBlock']

@@ -46,8 +46,9 @@ def pgd(logits_fn: LogitsFn, x: Array, y: Array, key: Array, hp: Hparams, *,
 
 def fgsm(logits_fn: LogitsFn, x: Array, y: Array, key: Array, hp: Hparams, *,
          steps: int = 1, random_start: bool = True, unroll: bool | int = 1) -> Array:
-  """FGSM with random start ("fast AT"): one step of `step_size` (1.25·eps in Wong et al.)
-  from a uniform start, projected back to the eps-ball. `steps` is ignored (always 1)."""
+  """FGSM with random start ("fast AT"): one step of `step_size` from a uniform start,
+  projected back to the eps-ball. `steps` is ignored (always 1). Wong et al. (2020) step
+  1.25·eps, the default of an unset `perturb.step_size` (config.resolved_step_size)."""
   del steps
   return pgd(logits_fn, x, y, key, hp, steps=1, random_start=random_start, unroll=unroll)
 

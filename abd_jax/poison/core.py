@@ -65,7 +65,7 @@ def check_poisoning(config: ml_collections.ConfigDict, data: Dataset) -> int:
   elif cfg.name == 'lc':
     lc.check_corners_fit(cfg, data)
   return select.poison_count(data.y_train, cfg.target, cfg.label_mode, cfg.poison_rate,
-                             cfg.target_class_rate)
+                             cfg.target_class_rate, cfg.all_to_all)
 
 
 def attack_keys(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:

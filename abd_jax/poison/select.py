@@ -16,9 +16,20 @@ import numpy as np
 from abd_jax.errors import ConfigError
 
 
+def poison_pool(labels: np.ndarray, target: int, label_mode: str, all_to_all: bool) -> np.ndarray:
+  """Sorted indices of the samples poisons may be drawn from: the target class (clean-label),
+  every sample (all-to-all) or the samples outside the target class (dirty-label)."""
+  if label_mode == 'clean':
+    return np.flatnonzero(labels == target)
+  if all_to_all:
+    return np.arange(len(labels))
+  return np.flatnonzero(labels != target)
+
+
 def poison_count(labels: np.ndarray, target: int, label_mode: str, poison_rate: float,
-                 target_class_rate: float) -> int:
-  """Number of samples to poison; raises ConfigError when the pool is too small."""
+                 target_class_rate: float, all_to_all: bool = False) -> int:
+  """Number of samples to poison; raises ConfigError when the pool (`poison_pool`) is too
+  small."""
   n_target = int(np.sum(labels == target))
   if target_class_rate > 0:
     if label_mode != 'clean':
@@ -27,11 +38,15 @@ def poison_count(labels: np.ndarray, target: int, label_mode: str, poison_rate: 
                         '(dirty-label runs give attack.poison_rate)')
     return int(np.floor(target_class_rate * n_target))
   count = int(np.floor(poison_rate * len(labels)))
-  pool = n_target if label_mode == 'clean' else len(labels) - n_target
+  pool = len(poison_pool(labels, target, label_mode, all_to_all))
   if count > pool:
     field = 'attack.poison_rate'
-    what = f'the {pool} images of target class {target}' if label_mode == 'clean' else \
-        f'the {pool} images outside target class {target}'
+    if label_mode == 'clean':
+      what = f'the {pool} images of target class {target}'
+    elif all_to_all:
+      what = f'the {pool} images it may draw from (all-to-all: every image)'
+    else:
+      what = f'the {pool} images outside target class {target}'
     raise ConfigError(field, poison_rate,
                       f'asks for {count} of {len(labels)} training images, more than {what}')
   return count
@@ -39,13 +54,9 @@ def poison_count(labels: np.ndarray, target: int, label_mode: str, poison_rate: 
 
 def choose_indices(rng: np.random.Generator, labels: np.ndarray, target: int, label_mode: str,
                    count: int, all_to_all: bool) -> np.ndarray:
-  """Sorted int64 indices of the poisoned samples, drawn without replacement."""
-  if label_mode == 'clean':
-    pool = np.flatnonzero(labels == target)
-  elif all_to_all:
-    pool = np.arange(len(labels))
-  else:
-    pool = np.flatnonzero(labels != target)
+  """Sorted int64 indices of the poisoned samples, drawn without replacement from
+  `poison_pool`."""
+  pool = poison_pool(labels, target, label_mode, all_to_all)
   return np.sort(rng.choice(pool, size=count, replace=False))
 
 

@@ -17,15 +17,17 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Sweep config file, e.g. configs/sweeps/eps_alpha.py:digits.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory (created; resumed if it holds '
                                'this sweep).')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Delete a workdir that holds a different sweep.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Delete what the workdir holds (another sweep, '
+                               'or this one) and start again.')
 _REPORT = flags.DEFINE_bool('report', False, 'Only rebuild the table, CSV and figures of --workdir.')
 flags.mark_flags_as_required(['workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}; every option is a --flag=VALUE', 2)
   cli.quiet_storage_logs()
+  workdir = cli.check_workdir(_WORKDIR.value)
   if _REPORT.value:
     cli.run_or_exit(lambda: engine.report_only(_WORKDIR.value), extra=(SweepError,))
     return
@@ -35,9 +37,10 @@ def main(argv):
   config = cli.load_config(_CONFIG)
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   file_config = cli.run_or_exit(lambda: config_lib.load_file(spec), extra=(SweepError,))
-  rows = cli.run_or_exit(lambda: engine.run(config, _WORKDIR.value, overwrite=_OVERWRITE.value,
-                                            config_spec=spec, file_config=file_config),
-                         extra=(SweepError,))
+  with cli.interruptible(f'the sweep in {workdir}'):
+    rows = cli.run_or_exit(lambda: engine.run(config, workdir, overwrite=_OVERWRITE.value,
+                                              config_spec=spec, file_config=file_config),
+                           extra=(SweepError,))
   failed = [row['point'] for row in rows if row.get('error')]
   if failed:
     cli.fail(f'{len(failed)} of {len(rows)} points failed ({", ".join(failed[:5])}'

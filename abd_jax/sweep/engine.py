@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,16 +36,15 @@ from typing import Sequence
 import jax
 import ml_collections
 import numpy as np
-from tqdm.auto import tqdm
 
 from abd_jax import config as config_lib
-from abd_jax import experiment, parallel, poison, timing, workdir as workdir_lib
+from abd_jax import experiment, parallel, timing, workdir as workdir_lib
 from abd_jax.errors import ConfigError
 from abd_jax.sweep import grid, report
 from abd_jax.sweep.grid import Axis, Point, SweepError
 from abd_jax.train import StackedRun, TrainingDivergedError, train_and_evaluate_stacked
-from abd_jax.train.loop import HPARAM_FIELDS, steps_per_epoch
-from abd_jax.train.progress import nested_bars
+from abd_jax.train.loop import HPARAM_FIELDS
+from abd_jax.train.progress import nested_bars, progress_bar
 
 SWEEP_JSON = 'sweep.json'
 POINTS_DIR = 'points'
@@ -153,8 +153,10 @@ def point_command(point: Point, workdir: str, config_spec: str,
 def claim_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> bool:
   """Makes `workdir` ready for the sweep `config`. Returns True when it resumes (or just
   reports) the same sweep; refuses a different sweep or anything else unless `overwrite`."""
-  return workdir_lib.claim(workdir, config_lib.to_dict(config), overwrite, marker=SWEEP_JSON,
-                           stored=lambda saved: saved['config'], what='sweep')
+  return workdir_lib.claim(workdir, config_lib.to_dict(config), overwrite, **_CLAIM)
+
+
+_CLAIM = dict(marker=SWEEP_JSON, stored=lambda saved: saved['config'], what='sweep')
 
 
 def _sweep_record(config, axes: Sequence[Axis], points: Sequence[Point], groups: Sequence[Group],
@@ -197,14 +199,11 @@ def _record_error(workdir: str, name: str, error: Exception) -> str:
 
 def _preflight(points: Sequence[Point], shared: experiment.Shared) -> None:
   """The checks that need the data, for every unfinished point, before anything trains:
-  a trigger larger than the image, a target class out of range, a clean-label rate larger
-  than the class, a batch larger than the training set."""
+  a model too deep for the image, a trigger larger than the image, a target class out of
+  range, a clean-label rate larger than the class, a batch larger than the training set."""
   for p in points:
-    data = shared.dataset(p.config)
     try:
-      steps_per_epoch(p.config, len(data.y_train))
-      if p.config.attack.name != 'none':
-        poison.check_poisoning(p.config, data)
+      experiment.check_data(p.config, shared.dataset(p.config))
     except ConfigError as e:
       raise SweepError(f'sweep point {p.name}: {e}') from None
 
@@ -224,10 +223,9 @@ def _run_sequential(group: Group, workdir: str, shared: experiment.Shared, bar) 
   return errors
 
 
-def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> dict[str, str]:
-  """Trains the group's points as one stacked program; its results are saved in the
-  group's folder first (one atomic file), then handed to each point's workdir, so a kill
-  in between never leaves a group half reported."""
+def _train_group(group: Group, workdir: str, shared: experiment.Shared) -> tuple[list, list]:
+  """(outcomes, poisonings) of a vmapped group: each point's {'results'} or {'error'}, and
+  its poisoning where its figures need one."""
   group_dir = os.path.join(workdir, GROUPS_DIR, group.name)
   saved_path = os.path.join(group_dir, 'results.json')
   runs, poisonings = [], []
@@ -256,15 +254,27 @@ def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> 
     outcomes = [{'error': str(r)} if isinstance(r, Exception) else {'results': r} for r in results]
     if jax.process_index() == 0:
       workdir_lib.write_json(saved_path, outcomes)
+  return outcomes, poisonings
+
+
+def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> dict[str, str]:
+  """Trains the group's points as one stacked program; its results are saved in the
+  group's folder first (one atomic file), then handed to each point's workdir, so a kill
+  in between never leaves a group half reported."""
+  is_writer = jax.process_index() == 0
   errors = {}
-  for p, poisoned, outcome in zip(group.points, poisonings, outcomes):
-    if 'error' in outcome:
-      errors[p.name] = _record_error(workdir, p.name, RuntimeError(outcome['error']))
-    elif _read_results(workdir, p.name) is None:
-      experiment.finish(p.config, point_dir(workdir, p), outcome['results'], poisoned)
-    bar.update(1)
-  if jax.process_index() == 0:  # every point holds its own final checkpoint now
-    shutil.rmtree(os.path.join(group_dir, 'checkpoints'), ignore_errors=True)
+  with contextlib.ExitStack() as locks:
+    for p in group.points:  # each point's workdir is locked like a single run's
+      locks.enter_context(workdir_lib.locked(point_dir(workdir, p), enabled=is_writer))
+    outcomes, poisonings = _train_group(group, workdir, shared)
+    for p, poisoned, outcome in zip(group.points, poisonings, outcomes):
+      if 'error' in outcome:
+        errors[p.name] = _record_error(workdir, p.name, RuntimeError(outcome['error']))
+      elif _read_results(workdir, p.name) is None:
+        experiment.finish(p.config, point_dir(workdir, p), outcome['results'], poisoned)
+      bar.update(1)
+  if is_writer:  # every point holds its own final checkpoint now
+    shutil.rmtree(os.path.join(workdir, GROUPS_DIR, group.name, 'checkpoints'), ignore_errors=True)
   return errors
 
 
@@ -291,46 +301,48 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
         verbose: bool = True) -> list[dict]:
   """Runs (or resumes, or just reports) the sweep `config` in `workdir`; returns the rows
   of results.csv. `config_spec` and `file_config` (the config file's own defaults) make
-  each point's reproducing command line in sweep.json."""
+  each point's reproducing command line in sweep.json. Everything that can refuse the
+  sweep is checked before the workdir is touched; it is locked while the sweep runs."""
   points = grid.expand(config)  # validates every point first
   experiment_config, block = grid.split_config(config)
   axes = grid.axes_of(block, experiment_config)
   parallel.maybe_initialize_distributed(experiment_config.distributed.initialize)
   is_writer = jax.process_index() == 0
-  if is_writer:
-    claim_workdir(workdir, config, overwrite)
+  workdir_lib.check_path(workdir)
+  resumable = workdir_lib.inspect(workdir, config_lib.to_dict(config), overwrite, **_CLAIM)
   groups = plan(points, block.execution, block.max_stack, jax.default_backend(), jax.device_count())
-  if is_writer:
-    workdir_lib.write_json(os.path.join(workdir, SWEEP_JSON), _sweep_record(
-        config, axes, points, groups, workdir, config_spec,
-        grid.split_config(file_config)[0] if file_config is not None else None))
-  todo = [p for p in points if _read_results(workdir, p.name) is None]
+  todo = [p for p in points if not resumable or _read_results(workdir, p.name) is None]
+  shared = experiment.Shared(surrogate_root=os.path.join(workdir, 'surrogates'))
+  _preflight(todo, shared)
   errors: dict[str, str] = {}
-  if todo:
-    if verbose:
-      modes = ', '.join(f'{g.name}: {len(g.points)} points {g.execution}' for g in groups)
-      print(f'sweep {workdir}: {len(points)} points ({len(points) - len(todo)} done) in '
-            f'{len(groups)} groups ({modes})', file=sys.stderr)
-    shared = experiment.Shared(surrogate_root=os.path.join(workdir, 'surrogates'))
-    _preflight(todo, shared)
-    bar = tqdm(total=len(points), initial=len(points) - len(todo), unit='point', desc='sweep',
-               disable=not (is_writer and experiment_config.log.progress), file=sys.stderr,
-               dynamic_ncols=True, position=0)
-    try:
-      with nested_bars():
-        for group in groups:
-          if all(_read_results(workdir, p.name) is not None for p in group.points):
-            continue
-          run_group = _run_vmapped if group.execution == 'vmap' else _run_sequential
-          logging.info('sweep group %s: %d points, %s', group.name, len(group.points),
-                       group.execution)
-          errors.update(run_group(group, workdir, shared, bar))
-    finally:
-      bar.close()
-    experiment.write_timing(workdir)
-  elif verbose:
-    print(f'{workdir} already holds the finished sweep:')
-  return _report(workdir, axes, points, block.metrics, errors, verbose)
+  with workdir_lib.locked(workdir, enabled=is_writer):
+    if is_writer:
+      claim_workdir(workdir, config, overwrite)
+      workdir_lib.write_json(os.path.join(workdir, SWEEP_JSON), _sweep_record(
+          config, axes, points, groups, workdir, config_spec,
+          grid.split_config(file_config)[0] if file_config is not None else None))
+    if todo:
+      if verbose:
+        modes = ', '.join(f'{g.name}: {len(g.points)} points {g.execution}' for g in groups)
+        print(f'sweep {workdir}: {len(points)} points ({len(points) - len(todo)} done) in '
+              f'{len(groups)} groups ({modes})', file=sys.stderr)
+      bar = progress_bar(total=len(points), initial=len(points) - len(todo), unit='point',
+                         desc='sweep', enabled=is_writer and experiment_config.log.progress)
+      try:
+        with nested_bars():
+          for group in groups:
+            if all(_read_results(workdir, p.name) is not None for p in group.points):
+              continue
+            run_group = _run_vmapped if group.execution == 'vmap' else _run_sequential
+            logging.info('sweep group %s: %d points, %s', group.name, len(group.points),
+                         group.execution)
+            errors.update(run_group(group, workdir, shared, bar))
+      finally:
+        bar.close()
+      experiment.write_timing(workdir)
+    elif verbose:
+      print(f'{workdir} already holds the finished sweep:')
+    return _report(workdir, axes, points, block.metrics, errors, verbose)
 
 
 def report_only(workdir: str, verbose: bool = True) -> list[dict]:

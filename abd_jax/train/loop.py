@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 
 from abd_jax import config as config_lib
-from abd_jax import evaluate, parallel
+from abd_jax import evaluate, interrupt, parallel
 from abd_jax.data import Dataset
 from abd_jax.data.overlay import Overlaid, overlay_rows
 from abd_jax.train.checkpoint import Checkpointer
@@ -49,7 +49,7 @@ HPARAM_FIELDS = ('eps', 'step_size', 'eps_spatial', 'step_size_spatial', 'beta',
 
 def perturb_hparams(block: ml_collections.ConfigDict) -> dict[str, jax.Array]:
   """The swept hyperparameters of a config block (those it has) as traced float32 scalars."""
-  return {k: jnp.float32(block[k]) for k in HPARAM_FIELDS if k in block}
+  return {k: jnp.float32(config_lib.hparam(block, k)) for k in HPARAM_FIELDS if k in block}
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_train: int) -> int:
@@ -123,10 +123,6 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
   config, programs, ckpt = lanes.config, lanes.programs, lanes.ckpt
   spe, batch_size, epochs = programs.steps_per_epoch, config.train.batch_size, config.train.epochs
   e = config.eval
-  state, start_epoch = ckpt.restore_latest(lanes.state)
-  for writer in lanes.writers:
-    if writer is not None:
-      writer.truncate_after(start_epoch)
 
   def fresh_metrics():  # a new buffer every epoch: the step donates it
     if not programs.stacked:
@@ -136,11 +132,19 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
 
   diverged: dict[int, TrainingDivergedError] = {}
   images_per_epoch = spe * batch_size * lanes.size
-  progress = Progress(epochs * images_per_epoch, start_epoch * images_per_epoch,
-                      enabled=config.log.progress and lanes.show_progress,
-                      desc='train' if lanes.size == 1 else f'train x{lanes.size}')
-  last_train: list[dict] = [{} for _ in range(lanes.size)]
+  progress = None
   try:
+    restored = ckpt.restore_latest(lanes.state)
+    state, start_epoch = restored.state, restored.epoch
+    # The train metrics of the checkpointed epoch: what the results of a run resumed
+    # after its last epoch report (never read back from metrics.jsonl, which may be gone).
+    last_train = _saved_train_metrics(restored.extra, lanes.size)
+    for writer in lanes.writers:
+      if writer is not None:
+        writer.truncate_after(start_epoch)
+    progress = Progress(epochs * images_per_epoch, start_epoch * images_per_epoch,
+                        enabled=config.log.progress and lanes.show_progress,
+                        desc='train' if lanes.size == 1 else f'train x{lanes.size}')
     for epoch in range(start_epoch, epochs):
       order = programs.permute(lanes.keys['data_order'], epoch)
       metrics = fresh_metrics()
@@ -152,6 +156,8 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
         pending += batch_size * lanes.size
         if (i + 1) % config.log.every_steps == 0 or i + 1 == spe:
           jax.block_until_ready(metrics)
+          interrupt.check()  # a Ctrl-C that Python dropped (it landed in a gc callback)
+          ckpt.poll()  # the digest of the last checkpoint, as soon as it is written
           now = time.perf_counter()
           progress.update(pending, epoch=epoch + 1, img_s=pending / max(now - t_sync, 1e-9))
           t_sync, pending = now, 0
@@ -180,10 +186,10 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
         if writer is not None and g not in diverged:
           writer.write(record)
       if done % config.checkpoint.every_epochs == 0 or done == epochs:
-        ckpt.save(done, state)
+        ckpt.save(done, state, extra={'train': last_train})
   finally:
-    progress.close()
-    ckpt.wait()
+    if progress is not None:
+      progress.close()
     ckpt.close()
 
   if programs.stacked:  # a lane that diverged before a resume left non-finite weights
@@ -202,12 +208,25 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
     if g in diverged:
       results.append(diverged[g])
       continue
-    if not train_part and writer is not None:  # resumed after the last epoch had finished
+    if not train_part and writer is not None:  # resumed after the last epoch from a
+      # checkpoint written before the train metrics were kept in checkpoints
       last = [r for r in writer.read() if r.get('epoch') == epochs]
-      train_part = {k: last[0][k] for k in ('train_loss', 'train_acc')} if last else {}
+      train_part = {k: last[-1][k] for k in TRAIN_KEYS if k in last[-1]} if last else {}
     results.append({**final, **train_part, 'epochs': epochs, 'steps': epochs * spe,
                     'num_params': num_params})
   return state, results
+
+
+TRAIN_KEYS = ('train_loss', 'train_acc')
+
+
+def _saved_train_metrics(extra: dict | None, size: int) -> list[dict]:
+  """Per lane, the {'train_loss', 'train_acc'} a checkpoint's extra holds ({} where not)."""
+  saved = extra.get('train') if isinstance(extra, dict) else None
+  if not isinstance(saved, list) or len(saved) != size:
+    return [{} for _ in range(size)]
+  return [{k: float(t[k]) for k in TRAIN_KEYS} if isinstance(t, dict)
+          and all(isinstance(t.get(k), (int, float)) for k in TRAIN_KEYS) else {} for t in saved]
 
 
 def _triggered(backdoor: evaluate.BackdoorTestSet | None, batch_size: int, mesh):
@@ -339,7 +358,7 @@ def _save_each(state, runs: Sequence[StackedRun], results: list, mesh) -> None:
     ckpt = Checkpointer(os.path.join(run.workdir, 'checkpoints'), run.config.checkpoint.max_to_keep)
     try:
       if ckpt.latest_epoch() != run.config.train.epochs:
-        ckpt.save(run.config.train.epochs, take(state, g))
+        ckpt.save(run.config.train.epochs, take(state, g),
+                  extra={'train': [{k: result[k] for k in TRAIN_KEYS if k in result}]})
     finally:
-      ckpt.wait()
       ckpt.close()

@@ -11,7 +11,7 @@ import ml_collections
 from abd_jax import workdir as workdir_lib
 from abd_jax.data import Dataset
 from abd_jax.models import create_model
-from abd_jax.train.checkpoint import CheckpointError, Checkpointer
+from abd_jax.train.checkpoint import CheckpointDamagedError, CheckpointError, Checkpointer
 from abd_jax.train.optim import make_optimizer
 from abd_jax.train.state import create_train_state
 
@@ -25,8 +25,12 @@ def _run_blocks(run_dir: str, fallback: ml_collections.ConfigDict):
   path = os.path.join(run_dir, 'config.json')
   if not os.path.exists(path):
     return fallback.model, fallback.train
-  saved = workdir_lib.read_json(path)
-  return ml_collections.ConfigDict(saved['model']), ml_collections.ConfigDict(saved['train'])
+  try:
+    saved = workdir_lib.read_json(path)
+    return ml_collections.ConfigDict(saved['model']), ml_collections.ConfigDict(saved['train'])
+  except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
+    raise RestoreError(f'holds a damaged {path} ({type(e).__name__}: '
+                       f'{" ".join(str(e).split())[:120]}), so its model is unknown') from None
 
 
 def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.ConfigDict):
@@ -34,22 +38,29 @@ def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.Con
 
   The architecture and optimizer come from the run's config.json (the optimizer state is
   part of the checkpoint, so the restore template needs the same optimizer), or from
-  `fallback` when there is none. Raises RestoreError when nothing fits.
+  `fallback` when there is none. Raises RestoreError when nothing fits, and
+  CheckpointDamagedError when the newest checkpoint is damaged (an earlier one would be
+  another model than the run's final one, so none is taken instead).
   """
   ckpt_dir = os.path.join(run_dir, 'checkpoints')
   if not os.path.isdir(ckpt_dir):  # checked first: the Checkpointer would create it
+    if os.path.exists(ckpt_dir):
+      raise CheckpointError(f'{ckpt_dir} is a file, where the folder of checkpoints belongs: '
+                            'rerun the run that wrote it with --overwrite to train it again')
     raise RestoreError('must be the workdir of a finished run (it has no checkpoints/ folder)')
   model_cfg, train_cfg = _run_blocks(run_dir, fallback)
   model = create_model(model_cfg.name, data.num_classes, model_cfg.width, model_cfg.dtype)
   # The steps per epoch only move the lr boundaries, not the state's structure.
   template = create_train_state(model, make_optimizer(train_cfg, 1), jax.random.key(0),
                                 data.image_shape)
-  ckpt = Checkpointer(ckpt_dir, max_to_keep=1_000_000)  # reading only: never delete
+  ckpt = Checkpointer(ckpt_dir, max_to_keep=1_000_000, read_only=True)  # never delete
   try:
     if ckpt.latest_epoch() is None:
       raise RestoreError(f'holds no checkpoint in {ckpt_dir}: point it at a finished run')
     try:
-      state, _ = ckpt.restore_latest(template)
+      state = ckpt.restore_latest(template, fallback=False).state
+    except CheckpointDamagedError:
+      raise
     except CheckpointError as e:
       raise RestoreError(f'its checkpoint does not fit model {model_cfg.name!r} on '
                          f'{data.name} ({e})') from None

@@ -4,6 +4,10 @@ A sub-run is an ordinary run directory (`config.json`, `metrics.jsonl`, `checkpo
 `results.json`) in a subfolder of the main workdir: an interrupted one resumes from its
 checkpoint, a finished one is reused as is, and one made with a different config is
 refused like any other workdir (`--overwrite` on the main run deletes it with the rest).
+
+A finished sub-run whose results.json is damaged, or whose final checkpoint (what the
+caller loads next) is missing or damaged, is run again: it resumes from its newest
+readable checkpoint, so the results are those of the first time.
 """
 
 from __future__ import annotations
@@ -17,20 +21,48 @@ import ml_collections
 
 from abd_jax import config as config_lib
 from abd_jax import workdir as workdir_lib
+from abd_jax.train.checkpoint import final_checkpoint_problem
+
+
+def _read_results(path: str) -> tuple[dict | None, str | None]:
+  """(results, None), or (None, why the file cannot be used)."""
+  try:
+    results = workdir_lib.read_json(path)
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    return None, f'cannot be read ({" ".join(str(e).split())[:120]})'
+  if not isinstance(results, dict):
+    return None, f'holds a JSON {type(results).__name__}, not an object'
+  if not results:
+    return None, 'is empty'
+  return results, None
 
 
 def run_once(config: ml_collections.ConfigDict, run_dir: str,
              train: Callable[[ml_collections.ConfigDict, str], dict], what: str) -> dict:
   """Results of `train(config, run_dir)`, trained (or resumed) only if `run_dir` holds no
-  results.json yet. `what` names the run in the log."""
+  usable results.json and final checkpoint yet. `what` names the run in the log."""
   config_lib.validate(config)
   is_writer = jax.process_index() == 0
   if is_writer:
     workdir_lib.prepare(run_dir, config_lib.to_dict(config), overwrite=False)
   results_path = os.path.join(run_dir, 'results.json')
   if os.path.exists(results_path):
-    return workdir_lib.read_json(results_path)
-  logging.info('training the %s in %s', what, run_dir)
+    results, problem = _read_results(results_path)
+    log = logging.warning
+    if problem is None:
+      ckpt_dir = os.path.join(run_dir, 'checkpoints')
+      problem = final_checkpoint_problem(ckpt_dir, config.train.epochs)
+      if problem is None:
+        return results
+      problem = f'{problem}, which the {what} needs'
+      if os.path.isdir(os.path.join(ckpt_dir, str(config.train.epochs))):
+        log = logging.info  # damaged: the resumed run's restore warns, saying where it resumes
+    else:
+      problem = f'{results_path} {problem}'
+    log('%s; running the %s in %s again (it resumes from its newest readable checkpoint)',
+        problem, what, run_dir)
+  else:
+    logging.info('training the %s in %s', what, run_dir)
   results = train(config, run_dir)
   if is_writer:
     workdir_lib.write_json(results_path, results)
