@@ -104,13 +104,9 @@ def finished_results(config: ml_collections.ConfigDict, workdir: str,
   path = os.path.join(workdir, RESULTS)
   if not os.path.exists(path):
     return None
-  try:
-    results = workdir_lib.read_json(path)
-    if isinstance(results, dict) and results:
-      return results
-    problem = f'holds a JSON {type(results).__name__}' if not isinstance(results, dict) else 'is empty'
-  except (ValueError, UnicodeDecodeError) as e:
-    problem = f'cannot be read ({" ".join(str(e).split())[:100]})'
+  results, problem = workdir_lib.read_object(path)
+  if results is not None:
+    return results
   logging.warning('%s %s; recomputing it from the run\'s final checkpoint', path, problem)
   return None
 

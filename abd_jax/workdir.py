@@ -211,6 +211,20 @@ def write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
+def read_object(path: str) -> tuple[dict | None, str | None]:
+  """(the JSON object in `path`, None), or (None, why it cannot be used: unreadable, not
+  an object, or empty) — for files a damaged disk or a hand edit may have spoiled."""
+  try:
+    value = read_json(path)
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    return None, f'cannot be read ({" ".join(str(e).split())[:120]})'
+  if not isinstance(value, dict):
+    return None, f'holds a JSON {type(value).__name__}, not an object'
+  if not value:
+    return None, 'is empty'
+  return value, None
+
+
 def read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)

@@ -24,19 +24,6 @@ from abd_jax import workdir as workdir_lib
 from abd_jax.train.checkpoint import final_checkpoint_problem
 
 
-def _read_results(path: str) -> tuple[dict | None, str | None]:
-  """(results, None), or (None, why the file cannot be used)."""
-  try:
-    results = workdir_lib.read_json(path)
-  except (OSError, ValueError, UnicodeDecodeError) as e:
-    return None, f'cannot be read ({" ".join(str(e).split())[:120]})'
-  if not isinstance(results, dict):
-    return None, f'holds a JSON {type(results).__name__}, not an object'
-  if not results:
-    return None, 'is empty'
-  return results, None
-
-
 def run_once(config: ml_collections.ConfigDict, run_dir: str,
              train: Callable[[ml_collections.ConfigDict, str], dict], what: str) -> dict:
   """Results of `train(config, run_dir)`, trained (or resumed) only if `run_dir` holds no
@@ -47,7 +34,7 @@ def run_once(config: ml_collections.ConfigDict, run_dir: str,
     workdir_lib.prepare(run_dir, config_lib.to_dict(config), overwrite=False)
   results_path = os.path.join(run_dir, 'results.json')
   if os.path.exists(results_path):
-    results, problem = _read_results(results_path)
+    results, problem = workdir_lib.read_object(results_path)
     log = logging.warning
     if problem is None:
       ckpt_dir = os.path.join(run_dir, 'checkpoints')
