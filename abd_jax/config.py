@@ -78,6 +78,13 @@ def base_config() -> ml_collections.ConfigDict:
       lc_eps=16 / 255, lc_step_size=2 / 255, lc_steps=30, lc_amplitude=16 / 255,
       lc_test_amplitude=1.0, lc_corner_size=3,
       trojan_neurons=1, trojan_steps=100, trojan_step_size=0.05,
+      # iab / ssba stamp each image with networks trained first in WORKDIR/generator_<name>
+      # (or read from generator_workdir); generator_epochs is IAB's pattern phase.
+      generator_workdir='', generator_epochs=600, generator_lr=0.01, generator_width=32,
+      iab_mask_epochs=25, iab_mask_density=0.032, iab_lambda_div=1.0, iab_lambda_norm=100.0,
+      iab_attack_rate=0.1, iab_cross_rate=0.1, iab_cross_ratio=0.0,
+      ssba_bits=100, ssba_max_residual=8 / 255, ssba_l2_weight=2.0, ssba_l2_start=0.01,
+      ssba_ramp_fraction=0.1,
       # lc / trojan need a trained model: a finished run's workdir, or one trained in
       # WORKDIR/surrogate (same data and model; AT with surrogate_eps, 0 = standard).
       surrogate_workdir='', surrogate_epochs=0, surrogate_eps=8 / 255))
@@ -271,6 +278,36 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if a.surrogate_workdir and not os.path.isdir(os.path.join(a.surrogate_workdir, 'checkpoints')):
     raise ConfigError('attack.surrogate_workdir', a.surrogate_workdir,
                       'must be the workdir of a finished run (it has no checkpoints/ folder)')
+  _int_at_least('attack.generator_epochs', a.generator_epochs, 1)
+  _number_in('attack.generator_lr', a.generator_lr, 0.0, 10.0, low_open=True)
+  _int_at_least('attack.generator_width', a.generator_width, 1)
+  if a.generator_workdir and not os.path.isdir(os.path.expanduser(a.generator_workdir)):
+    raise ConfigError('attack.generator_workdir', a.generator_workdir,
+                      'no such folder: give the workdir of a run that trained the generator, or '
+                      'its generator_<attack> folder')
+  _int_at_least('attack.iab_mask_epochs', a.iab_mask_epochs, 1)
+  _number_in('attack.iab_mask_density', a.iab_mask_density, 0.0, 1.0, low_open=True)
+  _number_in('attack.iab_lambda_div', a.iab_lambda_div, 0.0, 1e6)
+  _number_in('attack.iab_lambda_norm', a.iab_lambda_norm, 0.0, 1e6)
+  _number_in('attack.iab_attack_rate', a.iab_attack_rate, 0.0, 1.0, low_open=True, high_open=True)
+  _number_in('attack.iab_cross_rate', a.iab_cross_rate, 0.0, 1.0, high_open=True)
+  if a.iab_attack_rate + a.iab_cross_rate >= 1:
+    raise ConfigError('attack.iab_cross_rate', a.iab_cross_rate,
+                      f'with attack.iab_attack_rate={a.iab_attack_rate:g} leaves no clean '
+                      'images in a batch: the two must sum to less than 1')
+  _number_in('attack.iab_cross_ratio', a.iab_cross_ratio, 0.0, 100.0)
+  _int_at_least('attack.ssba_bits', a.ssba_bits, 1)
+  _number_in('attack.ssba_max_residual', a.ssba_max_residual, 0.0, 1.0, low_open=True)
+  _number_in('attack.ssba_l2_weight', a.ssba_l2_weight, 0.0, 1e6)
+  _number_in('attack.ssba_l2_start', a.ssba_l2_start, 0.0, 1.0)
+  _number_in('attack.ssba_ramp_fraction', a.ssba_ramp_fraction, 0.0, 1.0)
+  if a.name == 'iab' and int(a.iab_attack_rate * t.batch_size) < 1:
+    raise ConfigError('attack.iab_attack_rate', a.iab_attack_rate,
+                      f'gives no backdoor image in a batch of train.batch_size={t.batch_size}: '
+                      f'must be at least 1/{t.batch_size}')
+  if a.name in ('iab', 'ssba') and a.label_mode != 'dirty':
+    raise ConfigError('attack.label_mode', a.label_mode,
+                      f"the {a.name} attack is dirty-label: use 'dirty'")
   if a.name == 'lc' and a.label_mode != 'clean':
     raise ConfigError('attack.label_mode', a.label_mode, "the lc attack is clean-label: use 'clean'")
   if a.name == 'blended' and a.pattern_file and not os.path.isfile(os.path.expanduser(a.pattern_file)):
@@ -342,6 +379,11 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                   lc_steps=10, lc_amplitude=0.3)
   if c.attack.name == 'trojan':
     c.attack.patch_size = 3
+  if c.attack.name == 'iab':  # the original's MNIST generator (16 channels); short phases
+    c.attack.update(generator_width=16, generator_epochs=30, iab_mask_epochs=10)
+  if c.attack.name == 'ssba':  # 16 bits in 64 near-binary pixels; the secret first
+    c.attack.update(generator_width=16, generator_epochs=60, generator_lr=1e-3, ssba_bits=16,
+                    ssba_max_residual=0.1, ssba_l2_start=0.3, ssba_ramp_fraction=0.2)
   if c.attack.name == 'sig':  # an 8-pixel row holds at most 4 periods; 6 would alias
     c.attack.sig_freq = 2.0
   # Defenses: digits-scale probes (a 2/255 iFGSM or step would not move near-binary
@@ -371,7 +413,8 @@ def apply_cifar10_recipe(c: ml_collections.ConfigDict) -> ml_collections.ConfigD
 def apply_attack_defaults(c: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """The field's defaults for attack `name` (DESIGN.md / BackdoorBench / the seeds).
 
-  badnets, blended, wanet, trojan: dirty-label, 10% of the training set, target 0 (A-ABL).
+  badnets, blended, wanet, trojan, iab, ssba: dirty-label, 10% of the training set,
+  target 0 (A-ABL).
   sig, lc: clean-label, half of the target class (A-ABL's CLB setting).
   """
   a = c.attack
@@ -390,6 +433,14 @@ def apply_attack_defaults(c: ml_collections.ConfigDict, name: str) -> ml_collect
     a.update(lc_eps=16 / 255, lc_step_size=2 / 255, lc_steps=30, **clean)
   elif name == 'trojan':
     a.update(alpha=1.0, patch_size=5, position='bottom_right', **dirty)
+  elif name == 'iab':  # Nguyen & Tran's CIFAR-10 settings (their config.py)
+    a.update(generator_epochs=600, generator_lr=0.01, generator_width=32, iab_mask_epochs=25,
+             iab_mask_density=0.032, iab_lambda_div=1.0, iab_lambda_norm=100.0,
+             iab_attack_rate=0.1, iab_cross_rate=0.1, iab_cross_ratio=0.0, **dirty)
+  elif name == 'ssba':  # StegaStamp's Adam 1e-4, 100 bits, l2 weight 2, ramped in
+    a.update(generator_epochs=20, generator_lr=1e-4, generator_width=32, ssba_bits=100,
+             ssba_max_residual=8 / 255, ssba_l2_weight=2.0, ssba_l2_start=0.01,
+             ssba_ramp_fraction=0.1, **dirty)
   else:
     raise ValueError(f'no defaults for attack {name!r}')
   return c

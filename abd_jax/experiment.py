@@ -38,8 +38,8 @@ def _key(value) -> str:
 
 @dataclasses.dataclass
 class Shared:
-  """What runs in one process share. `surrogate_root`: where lc / trojan surrogates are
-  trained when several runs share one (a sweep's `WORKDIR/surrogates`); '' = in each run's
+  """What runs in one process share. `surrogate_root`: where lc / trojan surrogates and
+  iab / ssba generators are trained when several runs share one (a sweep's `WORKDIR/surrogates`); '' = in each run's
   own workdir, as a single run does."""
   surrogate_root: str = ''
   datasets: dict = dataclasses.field(default_factory=dict)
@@ -60,18 +60,18 @@ class Shared:
   def poisoned(self, config: ml_collections.ConfigDict, data: Dataset,
                workdir: str) -> poison.Poisoned:
     """The poisoning of `config` (computed once per attack, seed and dataset)."""
+    trained = surrogate.trained_config(config)
     if config.attack.name in poison.SURROGATE_KINDS:
       # The surrogate is trained on the run's model and recipe: they shape the poison too.
       key = _key(config_lib.to_dict(config))
     else:
       key = _key([config_lib.to_dict(config.dataset), config_lib.to_dict(config.attack),
-                  config.seed, config.perturb.unroll])
+                  config.seed, config.perturb.unroll,
+                  config_lib.to_dict(trained) if trained is not None else None])
     if key not in self.poisonings:
       root = workdir
-      if self.surrogate_root and config.attack.name in poison.SURROGATE_KINDS:
-        kind = poison.SURROGATE_KINDS[config.attack.name] == 'adversarial'
-        sconfig = surrogate.surrogate_config(config, kind)
-        digest = hashlib.sha256(_key(config_lib.to_dict(sconfig)).encode()).hexdigest()[:12]
+      if self.surrogate_root and trained is not None:
+        digest = hashlib.sha256(_key(config_lib.to_dict(trained)).encode()).hexdigest()[:12]
         root = os.path.join(self.surrogate_root, digest)
       with timing.phase('poison'):
         self.poisonings[key] = surrogate.poison_run(config, data, root)

@@ -14,7 +14,10 @@ overview `gallery.png` has one row per attack. Digits are 8x8 grey; upsampling t
 The attacks are built exactly as a run with the same config and seed builds them (same
 keys, hence the same blended noise and WaNet field). No poison manifest is written and,
 for the default attacks, nothing is trained; lc and trojan (shown only when named in
-`--attacks`) first train a surrogate model, in OUT/<attack>/surrogate.
+`--attacks`) first train a surrogate model, in OUT/<attack>/surrogate_*, and iab and ssba
+their trigger generator, in OUT/<attack>/generator_<attack> (or read it from
+`--config.attack.generator_workdir`). For these sample-specific attacks every row has its
+own trigger: the amplified residual column shows how it follows the image.
 """
 
 from __future__ import annotations
@@ -37,16 +40,18 @@ from abd_jax import config as config_lib
 from abd_jax import plots, poison, surrogate
 from abd_jax.data import Dataset, load_dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import BUILDERS, SURROGATE_KINDS, Attack, apply_uint8, select
+from abd_jax.poison import (BUILDERS, GENERATOR_ATTACKS, SURROGATE_KINDS, Attack, apply_uint8,
+                            select)
 from abd_jax.poison.core import attack_keys, check_attack_config
 
-# Built only when named in --attacks: they need a trained surrogate model (minutes).
-NEEDS_SURROGATE = tuple(SURROGATE_KINDS)
+# Built only when named in --attacks: they need a trained surrogate model or trigger
+# generator (minutes).
+NEEDS_SURROGATE = tuple(SURROGATE_KINDS) + GENERATOR_ATTACKS
 # Attacks that only exist as clean-label ones; their gallery switches the label mode.
 CLEAN_LABEL_ONLY = ('lc',)
 # How each attack's `strength` is called in its paper; the column titles use it.
 STRENGTH_NAMES = {'badnets': 'α', 'blended': 'α', 'sig': 'δ', 'wanet': 'warp×',
-                  'lc': 'amplitude', 'trojan': 'α'}
+                  'lc': 'amplitude', 'trojan': 'α', 'iab': 'strength', 'ssba': 'residual×'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +122,8 @@ def build_attack(config: ml_collections.ConfigDict, data: Dataset, workdir: str
 
   The keys are derived as in `abd_jax.poison.core.poison_dataset`, so random patterns
   (blended noise, the WaNet field, a random BadNets patch) are the ones a run with this
-  seed trains on. `workdir` is where lc / trojan find or train their surrogate model.
+  seed trains on. `workdir` is where lc / trojan find or train their surrogate model and
+  iab / ssba their trigger generator.
   """
   check_attack_config(config.attack, data)
   _, poison_key, cross_key = attack_keys(config.seed)
@@ -259,8 +265,8 @@ def make_gallery(config: ml_collections.ConfigDict, out_dir: str,
   attacks: names in `BUILDERS` (default: `default_attacks()`); num: images per attack;
   strengths: the trigger strengths of the optional strip (alpha for badnets / blended,
   delta for sig, the warp scale for wanet; 1.0 = the configured field); workdir: lc and
-  trojan find or train their surrogate model in `<workdir>/<attack>/surrogate` (default
-  `out_dir`; nothing is written there for the other attacks).
+  trojan find or train their surrogate model (iab and ssba their generator) in
+  `<workdir>/<attack>/` (default `out_dir`; nothing is written there for the others).
   """
   attacks = tuple(attacks) if attacks else default_attacks()
   if num < 1:
@@ -272,8 +278,7 @@ def make_gallery(config: ml_collections.ConfigDict, out_dir: str,
   os.makedirs(out_dir, exist_ok=True)
   paths, all_rows = [], []
   for cfg in configs:
-    # One folder per attack: lc wants an adversarially trained surrogate and trojan a
-    # standard one, and each keeps its own in <workdir>/surrogate.
+    # One folder per attack: each keeps its own surrogate or generator there.
     run_dir = os.path.join(workdir or out_dir, cfg.attack.name)
     rows = gallery_rows(cfg, data, num, strengths, run_dir)
     all_rows.append(rows)
@@ -293,8 +298,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 _OUT = flags.DEFINE_string('out', None, 'Folder for gallery.png and gallery_<attack>.png.')
 _ATTACKS = flags.DEFINE_list(
     'attacks', [], 'Attacks to show (default: all except '
-    f'{", ".join(NEEDS_SURROGATE)}, which train a surrogate model first and are shown only '
-    'when named).')
+    f'{", ".join(NEEDS_SURROGATE)}, which train a surrogate model or a trigger generator '
+    'first and are shown only when named).')
 _NUM = flags.DEFINE_integer('num', 4, 'Images per attack (different classes for dirty-label).',
                             lower_bound=1)
 _ALPHAS = flags.DEFINE_list(
@@ -302,8 +307,8 @@ _ALPHAS = flags.DEFINE_list(
     'badnets/blended, delta for sig, warp scale for wanet (1.0 = the configured field).')
 _RESIDUAL = flags.DEFINE_enum('residual', 'abs', ['abs', 'signed'],
                               'abs: |poisoned - clean|; signed: centred on grey.')
-_WORKDIR = flags.DEFINE_string('workdir', '', 'lc/trojan find or train their surrogate model '
-                               'in WORKDIR/<attack>/surrogate (default: --out).')
+_WORKDIR = flags.DEFINE_string('workdir', '', 'lc/trojan find or train their surrogate model, '
+                               'iab/ssba their generator, in WORKDIR/<attack>/ (default: --out).')
 flags.mark_flags_as_required(['config', 'out'])
 
 

@@ -1,4 +1,5 @@
-"""The trained model the model-based attacks (lc, trojan) craft their poison with.
+"""The trained model the model-based attacks (lc, trojan) craft their poison with, and the
+`AttackContext` of every attack (with the trigger generator of iab / ssba).
 
 Poisoning never trains: this module, part of the layer that orchestrates runs, provides
 the surrogate and hands it to `abd_jax.poison` in an `AttackContext`. It is either a
@@ -19,7 +20,7 @@ import os
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import poison
+from abd_jax import generators, poison
 from abd_jax import train as train_lib
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
@@ -88,7 +89,12 @@ def load_or_train_surrogate(config: ml_collections.ConfigDict, data: Dataset, wo
 def attack_context(config: ml_collections.ConfigDict, data: Dataset,
                    workdir: str) -> poison.AttackContext:
   """The `AttackContext` of `config.attack`: with the surrogate trained or loaded when the
-  attack crafts its poison on one (lc, trojan)."""
+  attack crafts its poison on one (lc, trojan), with the trigger generator when it stamps
+  each image with one (iab, ssba: `abd_jax.generators`)."""
+  if config.attack.name in poison.GENERATOR_ATTACKS:
+    return poison.AttackContext(
+        unroll=config.perturb.unroll,
+        generator=generators.load_or_train_generator(config, data, workdir))
   kind = poison.SURROGATE_KINDS.get(config.attack.name)
   if kind is None:
     return poison.AttackContext(unroll=config.perturb.unroll)
@@ -98,8 +104,21 @@ def attack_context(config: ml_collections.ConfigDict, data: Dataset,
                               unroll=config.perturb.unroll)
 
 
+def trained_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
+  """The run config of what `config.attack` trains before poisoning (its surrogate or its
+  trigger generator), or None when it trains nothing (or reads it from another workdir)."""
+  name = config.attack.name
+  if name in poison.GENERATOR_ATTACKS:
+    if config.attack.generator_workdir:
+      return None
+    return generators.generator_config(config)
+  if name in poison.SURROGATE_KINDS and not config.attack.surrogate_workdir:
+    return surrogate_config(config, poison.SURROGATE_KINDS[name] == 'adversarial')
+  return None
+
+
 def poison_run(config: ml_collections.ConfigDict, data: Dataset, workdir: str) -> poison.Poisoned:
   """`poison.poison_dataset` for the run in `workdir`: the data-dependent checks first, then
-  the surrogate (if the attack needs one), then the poisoning."""
+  the surrogate or generator (if the attack needs one), then the poisoning."""
   poison.check_poisoning(config, data)
   return poison.poison_dataset(config, data, attack_context(config, data, workdir))

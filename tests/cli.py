@@ -39,3 +39,17 @@ def read_json(path):
 def read_jsonl(path):
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def load_config(spec, **overrides):
+  """configs/X.py[:preset] with dotted overrides (block__field=value), as the command line
+  would build it, progress off, validated."""
+  from abd_jax import config as config_lib
+  c = config_lib.from_file(spec)
+  c.unlock()
+  for dotted, value in overrides.items():
+    block, field = dotted.split('__')
+    c[block][field] = value
+  c.log.progress = False
+  config_lib.validate(c)
+  return c

@@ -10,18 +10,7 @@ from abd_jax import config as config_lib
 from abd_jax import experiment
 from abd_jax.defenses import detection, runner
 from abd_jax.errors import ConfigError
-
-
-def load(spec, **overrides):
-  """configs/X.py[:preset] with dotted overrides, as the command line would build it."""
-  c = config_lib.from_file(spec)
-  c.unlock()
-  for dotted, value in overrides.items():
-    block, field = dotted.split('__')
-    c[block][field] = value
-  c.log.progress = False
-  config_lib.validate(c)
-  return c
+from cli import load_config as load
 
 
 def read(path):

@@ -181,9 +181,13 @@ def _targets(module, names):
     # no run orchestration below the experiment layer
     (('data', 'models', 'perturb', 'poison'), ('abd_jax.train', 'abd_jax.defenses',
                                                'abd_jax.experiment', 'abd_jax.surrogate',
-                                               'abd_jax.config')),
-    (('train',), ('abd_jax.defenses', 'abd_jax.experiment', 'abd_jax.surrogate')),
-    (('defenses',), ('abd_jax.experiment', 'abd_jax.surrogate')),
+                                               'abd_jax.generators', 'abd_jax.config')),
+    (('train',), ('abd_jax.defenses', 'abd_jax.experiment', 'abd_jax.surrogate',
+                  'abd_jax.generators')),
+    (('defenses',), ('abd_jax.experiment', 'abd_jax.surrogate', 'abd_jax.generators')),
+    # trigger generators are trained by the run layer, which hands them to poisoning
+    (('generators',), ('abd_jax.experiment', 'abd_jax.surrogate', 'abd_jax.defenses',
+                       'abd_jax.sweep')),
 ])
 def test_layers_import_downward_only(layer, forbidden):
   files = []

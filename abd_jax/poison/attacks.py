@@ -7,6 +7,8 @@ how a chosen training image is poisoned, and how a test image is triggered.
     wanet    smooth warping field + noise-mode cross samples            Nguyen & Tran 2021
     lc       adversarial perturbation + four-corner trigger, clean-label Turner et al. 2019
     trojan   patch optimized to excite penultimate-layer neurons        Liu et al. 2018
+    iab      generated pattern in a generated mask, per image           Nguyen & Tran 2020
+    ssba     StegaStamp residual hiding a bit string, per image          Li et al. 2021
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import ml_collections
 
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
-from abd_jax.poison import lc, triggers, trojan, warp
+from abd_jax.poison import lc, sample_specific, triggers, trojan, warp
 from abd_jax.poison.base import Attack, AttackContext, check_patch_fits
 
 Array = jax.Array
@@ -85,8 +87,13 @@ BUILDERS: dict[str, Callable[..., Attack]] = {
     'wanet': wanet,
     'lc': lc.build,
     'trojan': trojan.build,
+    'iab': sample_specific.iab,
+    'ssba': sample_specific.ssba,
 }
 
 # The attacks that craft their poison on a trained surrogate model, and which kind:
 # lc an adversarially trained one (ICLR'22 seed, App. A), trojan a standard one (Liu et al.).
 SURROGATE_KINDS = {'lc': 'adversarial', 'trojan': 'standard'}
+# The attacks that stamp each image with the output of networks trained for them
+# (`abd_jax.generators`).
+GENERATOR_ATTACKS = ('iab', 'ssba')

@@ -1,6 +1,6 @@
 """What every attack builder returns (`Attack`) and what the model-based ones are given
-(`AttackContext`). Kept apart from the registry so that the attack modules import it
-without importing each other."""
+(`AttackContext`, with a `TrainedGenerator` for the sample-specific attacks). Kept apart
+from the registry so that the attack modules import it without importing each other."""
 
 from __future__ import annotations
 
@@ -31,6 +31,19 @@ class Attack:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainedGenerator:
+  """The trained networks of a sample-specific attack (iab: 'pattern' and 'mask'; ssba:
+  'encoder' and 'decoder'): flax modules, their variables, the results.json of the run
+  that trained them, and the `attack` block it was trained with (its bit count, residual
+  bound and mask density hold, whatever the current config says)."""
+  modules: dict[str, Any]
+  variables: dict[str, dict]
+  results: dict
+  attack: dict
+  source: str = 'trained'
+
+
+@dataclasses.dataclass(frozen=True)
 class AttackContext:
   """What the model-based attacks (lc, trojan) need beyond the attack block.
 
@@ -39,10 +52,18 @@ class AttackContext:
     itself never trains.
   surrogate_source: what the manifest records as its origin (a run directory or 'trained').
   unroll: `perturb.unroll` for the attack loops run on the surrogate.
+  generator: the trained trigger networks of iab / ssba (`abd_jax.generators`).
   """
   surrogate: tuple[Any, dict] | None = None
   surrogate_source: str = ''
   unroll: str = 'auto'
+  generator: TrainedGenerator | None = None
+
+  def require_generator(self, attack: str) -> TrainedGenerator:
+    if self.generator is None:
+      raise ValueError(f'the {attack} attack stamps each image with the output of a trained '
+                       'generator; build its AttackContext with abd_jax.surrogate.attack_context')
+    return self.generator
 
   def require_surrogate(self, attack: str) -> tuple[Any, dict]:
     if self.surrogate is None:

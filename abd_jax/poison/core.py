@@ -13,8 +13,8 @@ import numpy as np
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
 from abd_jax.evaluate import BackdoorTestSet
-from abd_jax.poison import lc, select
-from abd_jax.poison.attacks import BUILDERS
+from abd_jax.poison import lc, sample_specific, select
+from abd_jax.poison.attacks import BUILDERS, GENERATOR_ATTACKS
 from abd_jax.poison.base import Attack, AttackContext, check_patch_fits
 from abd_jax.poison.manifest import build_manifest
 
@@ -64,6 +64,8 @@ def check_poisoning(config: ml_collections.ConfigDict, data: Dataset) -> int:
     check_patch_fits(cfg, data)
   elif cfg.name == 'lc':
     lc.check_corners_fit(cfg, data)
+  elif cfg.name in GENERATOR_ATTACKS:
+    sample_specific.check_image_fits(cfg, data)
   return select.poison_count(data.y_train, cfg.target, cfg.label_mode, cfg.poison_rate,
                              cfg.target_class_rate, cfg.all_to_all)
 
@@ -87,8 +89,9 @@ def poison_dataset(config: ml_collections.ConfigDict, data: Dataset,
                    context: AttackContext | None = None) -> Poisoned:
   """Poisons `data` as `config.attack` says, deterministically from `config.seed`.
 
-  `context` carries the trained surrogate of the model-based attacks (lc, trojan); the
-  run layer builds it (`abd_jax.surrogate.attack_context`)."""
+  `context` carries the trained surrogate of the model-based attacks (lc, trojan) or the
+  trigger generator of the sample-specific ones (iab, ssba); the run layer builds it
+  (`abd_jax.surrogate.attack_context`)."""
   cfg = config.attack
   _, poison_key, cross_key = attack_keys(config.seed)
   rng = np.random.default_rng([config.seed, 0xB4D])
