@@ -161,6 +161,10 @@ def test_generator_config_keeps_only_what_shapes_the_generator():
   assert config_lib.to_dict(other) != config_lib.to_dict(base)
   assert base.train.epochs == 10 + 30 and base.perturb.name == 'none'
   config_lib.validate(base)
+  # SSBA's encoder never sees the classifier: another model reuses it.
+  ssba = [generators.generator_config(load('configs/ssba.py:digits', model__name=name))
+          for name in ('cnn', 'resnet18')]
+  assert config_lib.to_dict(ssba[0]) == config_lib.to_dict(ssba[1])
 
 
 # ---------------------------------------------------------------------- generator runs

@@ -8,9 +8,9 @@ runs, never by poisoning: in `WORKDIR/generator_<attack>`, an ordinary run direc
 (`config.json`, `metrics.jsonl`, `checkpoints/`, `results.json`) that resumes when
 interrupted and is reused once finished; or it is read from `attack.generator_workdir`
 (such a folder, or a workdir holding one). Its config keeps only what shapes the
-generator (dataset, model, seed, batch size, the attack's `generator_*` and `<attack>_*`
-fields but `iab_cross_ratio`), so changing the poison rate, the trained model's recipe or
-a defense reuses it.
+generator (dataset, seed, batch size, IAB's classifier model, the attack's `generator_*`
+and `<attack>_*` fields but `iab_cross_ratio`), so changing the poison rate, the trained
+model's recipe or a defense reuses it.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def generator_config(config: ml_collections.ConfigDict) -> ml_collections.Config
   c.attack.update(base.attack.to_dict())
   c.attack.update(own)
   c.attack.generator_workdir = ''
+  if name == 'ssba':  # the encoder never sees the classifier
+    c.model.update(base.model.to_dict())
   c.train.update(base.train.to_dict())
   c.train.update(batch_size=config.train.batch_size, epochs=total_epochs(config.attack))
   c.perturb.update(base.perturb.to_dict())
