@@ -111,10 +111,9 @@ def load_or_train_generator(config: ml_collections.ConfigDict, data: Dataset,
     run_dir, gconfig, source = generator_dir(workdir, name), generator_config(config), 'trained'
 
     def fit(c: ml_collections.ConfigDict, d: str) -> dict:
-      _, results = train(module.make_trainer(c, data), d, c.seed,
-                         every_epochs=c.checkpoint.every_epochs,
-                         max_to_keep=c.checkpoint.max_to_keep, progress=c.log.progress)
-      return results
+      return train(module.make_trainer(c, data), d, c.seed,
+                   every_epochs=c.checkpoint.every_epochs,
+                   max_to_keep=c.checkpoint.max_to_keep, progress=c.log.progress)
 
     run_once(gconfig, run_dir, fit, f'{name} trigger generator')
   trainer = module.make_trainer(gconfig, data)

@@ -68,8 +68,9 @@ def run_steps(step: Callable, state: Any, orders: Array, key: Array) -> tuple[An
 
 
 def train(trainer: GeneratorTrainer, run_dir: str, seed: int, *, every_epochs: int = 1,
-          max_to_keep: int = 2, progress: bool = True) -> tuple[Any, dict]:
-  """Trains (or resumes) `trainer` in `run_dir`; returns (final state, results).
+          max_to_keep: int = 2, progress: bool = True) -> dict:
+  """Trains (or resumes) `trainer` in `run_dir`; returns its final evaluation (the
+  networks are read back with `restore_final`, as for a run finished earlier).
 
   Checkpoints go to `run_dir/checkpoints/<epoch>` every `every_epochs` epochs and at the
   end; one metrics line per epoch goes to `run_dir/metrics.jsonl`. Deterministic from
@@ -110,7 +111,7 @@ def train(trainer: GeneratorTrainer, run_dir: str, seed: int, *, every_epochs: i
     if bar is not None:
       bar.close()
     ckpt.close()
-  return state, trainer.evaluate(state)
+  return trainer.evaluate(state)
 
 
 def restore_final(trainer: GeneratorTrainer, run_dir: str) -> Any:

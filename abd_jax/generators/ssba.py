@@ -34,6 +34,7 @@ import optax
 from abd_jax.data import Dataset
 from abd_jax.models.trigger_nets import StegaDecoder, StegaEncoder, generator_depth
 from abd_jax.generators.runner import GeneratorTrainer, batch_order, run_steps
+from abd_jax.poison.sample_specific import bit_accuracy, psnr, to_8bit
 
 Array = jax.Array
 MAX_DEPTH = 3
@@ -49,24 +50,12 @@ def networks(cfg: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) 
 
 def quantize(x: Array) -> Array:
   """x rounded to multiples of 1/255, with the identity's gradient (straight-through)."""
-  return x + jax.lax.stop_gradient(jnp.round(x * 255.0) / 255.0 - x)
+  return x + jax.lax.stop_gradient(to_8bit(x) - x)
 
 
 def encode(encoder, variables: dict, x: Array, bits: Array) -> Array:
   """The encoded image clip(x + E(x, bits), 0, 1): x [B,H,W,C] in [0,1], bits [B,L]."""
   return jnp.clip(x + encoder.apply(variables, x, bits), 0.0, 1.0)
-
-
-def bit_accuracy(logits: Array, bits: Array) -> Array:
-  """Fraction of bits read correctly (logit > 0 reads 1): [B,L] x [B,L] -> scalar."""
-  return jnp.mean((logits > 0) == (bits > 0.5))
-
-
-def psnr(x: Array, y: Array) -> Array:
-  """Peak signal-to-noise ratio in dB per image, peak 1: [B,...] x [B,...] -> [B]
-  (capped at 100 dB for identical images)."""
-  mse = jnp.mean(jnp.square(x - y), axis=tuple(range(1, x.ndim)))
-  return jnp.minimum(10 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10)), 100.0)
 
 
 def make_trainer(config: ml_collections.ConfigDict, data: Dataset) -> GeneratorTrainer:
@@ -120,9 +109,9 @@ def make_trainer(config: ml_collections.ConfigDict, data: Dataset) -> GeneratorT
   @jax.jit
   def test_batch(params, x, key):
     bits = jax.random.bernoulli(key, 0.5, (x.shape[0], a.ssba_bits)).astype(jnp.float32)
-    encoded = jnp.round(encode(enc, {'params': params['encoder']}, x, bits) * 255.0) / 255.0
+    encoded = to_8bit(encode(enc, {'params': params['encoder']}, x, bits))
     logits = dec.apply({'params': params['decoder']}, encoded)
-    return {'bits': jnp.sum(jnp.mean((logits > 0) == (bits > 0.5), axis=1)),
+    return {'bits': x.shape[0] * bit_accuracy(logits, bits),
             'psnr': jnp.sum(psnr(encoded, x)),
             'linf': jnp.max(jnp.abs(encoded - x))}
 

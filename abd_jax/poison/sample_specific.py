@@ -41,8 +41,21 @@ def _test_chunks(data: Dataset):
     yield jnp.asarray(data.x_test[start:start + MEASURE_CHUNK], jnp.float32) / 255.0
 
 
-def _to_8bit(x: Array) -> Array:
+def to_8bit(x: Array) -> Array:
+  """x in [0, 1] rounded to the 8-bit grid the datasets store."""
   return jnp.round(x * 255.0) / 255.0
+
+
+def psnr(x: Array, y: Array) -> Array:
+  """Peak signal-to-noise ratio in dB per image, peak 1: [B,...] x [B,...] -> [B]
+  (capped at 100 dB for identical images)."""
+  mse = jnp.mean(jnp.square(x - y), axis=tuple(range(1, x.ndim)))
+  return jnp.minimum(10 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10)), 100.0)
+
+
+def bit_accuracy(logits: Array, bits: Array) -> Array:
+  """Fraction of bits read correctly (logit > 0 reads 1): [B,L] x [B,L] -> scalar."""
+  return jnp.mean((logits > 0) == (bits > 0.5))
 
 
 def iab(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackContext) -> Attack:
@@ -67,7 +80,7 @@ def iab(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackCo
   @jax.jit
   def measure(x: Array) -> dict:
     _, m = pattern_and_mask(x)
-    stamped = _to_8bit(trigger(x, 1.0))
+    stamped = to_8bit(trigger(x, 1.0))
     return {'density': jnp.sum(jnp.mean(m > 0.5, axis=(1, 2, 3))),
             'linf': jnp.max(jnp.abs(stamped - x))}
 
@@ -111,17 +124,15 @@ def ssba(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackC
   bound = np.floor(max_residual * 255.0 + 1e-6) / 255.0
 
   def trigger(x: Array, strength: Array) -> Array:
-    encoded = _to_8bit(jnp.clip(x + strength * residual(x), 0.0, 1.0))
+    encoded = to_8bit(jnp.clip(x + strength * residual(x), 0.0, 1.0))
     return jnp.clip(encoded, x - bound, x + bound)
 
   @jax.jit
   def measure(x: Array) -> dict:
     encoded = trigger(x, 1.0)
-    mse = jnp.mean(jnp.square(encoded - x), axis=(1, 2, 3))
     logits = decoder.apply(gen.variables['decoder'], encoded)
-    return {'psnr': jnp.sum(jnp.minimum(10 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10)), 100.0)),
-            'linf': jnp.max(jnp.abs(encoded - x)),
-            'bits': jnp.sum(jnp.mean((logits > 0) == (secret > 0.5), axis=1))}
+    return {'psnr': jnp.sum(psnr(encoded, x)), 'linf': jnp.max(jnp.abs(encoded - x)),
+            'bits': x.shape[0] * bit_accuracy(logits, jnp.broadcast_to(secret, logits.shape))}
 
   totals = {'psnr': 0.0, 'bits': 0.0}
   linf = 0.0
