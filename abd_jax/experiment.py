@@ -39,8 +39,8 @@ def _key(value) -> str:
 @dataclasses.dataclass
 class Shared:
   """What runs in one process share. `surrogate_root`: where lc / trojan surrogates and
-  iab / ssba generators are trained when several runs share one (a sweep's `WORKDIR/surrogates`); '' = in each run's
-  own workdir, as a single run does."""
+  iab / ssba generators are trained when several runs share one (a sweep's
+  `WORKDIR/surrogates`); '' = in each run's own workdir, as a single run does."""
   surrogate_root: str = ''
   datasets: dict = dataclasses.field(default_factory=dict)
   # A poisoning holds a whole training set: only the latest few are kept (a sweep runs

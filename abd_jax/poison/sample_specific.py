@@ -35,10 +35,16 @@ def check_image_fits(cfg: ml_collections.ConfigDict, data: Dataset) -> None:
                       'pixels (set dataset.image_size)')
 
 
-def _test_chunks(data: Dataset):
-  """The test images as float32 [<=512,H,W,C] chunks in [0,1]."""
+def over_test_set(measure, data: Dataset) -> dict[str, float]:
+  """`measure(x)` (jitted; x float32 [<=512,H,W,C] in [0,1]) over the test images in
+  chunks: per-image sums averaged over the test set, except 'linf', the largest."""
+  totals: dict[str, float] = {}
   for start in range(0, len(data.x_test), MEASURE_CHUNK):
-    yield jnp.asarray(data.x_test[start:start + MEASURE_CHUNK], jnp.float32) / 255.0
+    x = jnp.asarray(data.x_test[start:start + MEASURE_CHUNK], jnp.float32) / 255.0
+    for key, value in jax.device_get(measure(x)).items():
+      combine = max if key == 'linf' else (lambda a, b: a + b)
+      totals[key] = combine(totals[key], float(value)) if key in totals else float(value)
+  return {k: v if k == 'linf' else v / len(data.x_test) for k, v in totals.items()}
 
 
 def to_8bit(x: Array) -> Array:
@@ -84,16 +90,12 @@ def iab(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackCo
     return {'density': jnp.sum(jnp.mean(m > 0.5, axis=(1, 2, 3))),
             'linf': jnp.max(jnp.abs(stamped - x))}
 
-  density = linf = 0.0
-  for x in _test_chunks(data):
-    out = jax.device_get(measure(x))
-    density += float(out['density'])
-    linf = max(linf, float(out['linf']))
+  measured = over_test_set(measure, data)
   trained = {k: v for k, v in gen.results.items() if k.startswith(('classifier_', 'mask_'))}
   return Attack(
       poison=lambda x, k: trigger(x, 1.0), trigger=trigger, strength=1.0,
       params=dict(mask_density=gen.attack['iab_mask_density'], cross_ratio=cfg.iab_cross_ratio,
-                  measured_mask_density=density / len(data.x_test), measured_linf=linf,
+                  measured_mask_density=measured['density'], measured_linf=measured['linf'],
                   generator=gen.source, **{f'generator_{k}': v for k, v in trained.items()}),
       cross=cross if cfg.iab_cross_ratio > 0 else None, cross_ratio=cfg.iab_cross_ratio)
 
@@ -134,17 +136,10 @@ def ssba(cfg: ml_collections.ConfigDict, data: Dataset, key: Array, ctx: AttackC
     return {'psnr': jnp.sum(psnr(encoded, x)), 'linf': jnp.max(jnp.abs(encoded - x)),
             'bits': x.shape[0] * bit_accuracy(logits, jnp.broadcast_to(secret, logits.shape))}
 
-  totals = {'psnr': 0.0, 'bits': 0.0}
-  linf = 0.0
-  for x in _test_chunks(data):
-    out = jax.device_get(measure(x))
-    totals['psnr'] += float(out['psnr'])
-    totals['bits'] += float(out['bits'])
-    linf = max(linf, float(out['linf']))
-  m = len(data.x_test)
+  measured = over_test_set(measure, data)
   return Attack(
       poison=lambda x, k: trigger(x, 1.0), trigger=trigger, strength=1.0,
       params=dict(num_bits=num_bits, max_residual=max_residual,
                   bits=''.join(str(int(b)) for b in np.asarray(secret)),
-                  psnr=totals['psnr'] / m, linf=linf, bit_acc=totals['bits'] / m,
+                  psnr=measured['psnr'], linf=measured['linf'], bit_acc=measured['bits'],
                   bit_acc_random=gen.results.get('bit_acc_random'), generator=gen.source))
