@@ -19,7 +19,7 @@ from ml_collections import config_dict
 from abd_jax.data import DATASET_NAMES
 from abd_jax.errors import ConfigError
 from abd_jax.data.resize import RESIZE_METHODS
-from abd_jax.models import MODEL_NAMES
+from abd_jax.models import MODEL_NAMES, NORMS
 from abd_jax.perturb import PERTURB_NAMES
 from abd_jax.poison import ATTACK_NAMES, LABEL_MODES, PATTERNS
 from abd_jax.poison.triggers import POSITIONS
@@ -28,7 +28,11 @@ OPTIMIZERS = ('sgd', 'adam')
 DTYPES = ('float32', 'bfloat16')
 BN_MODES = ('eval', 'batch')
 UNROLL_MODES = ('auto', 'full', 'none')
-DEFENSE_NAMES = ('none', 'pgd_steps', 'pipeline', 'aabl', 'spectral', 'activation_clustering')
+DEFENSE_NAMES = ('none', 'pgd_steps', 'pipeline', 'aabl', 'spectral', 'activation_clustering',
+                 'fp', 'nad', 'dpsgd', 'abl')
+# The comparison defenses of Gao et al. (TNNLS'23); fp and nad assume a small clean set
+# (defense.clean_fraction of the training set).
+GAO_BASELINES = ('fp', 'nad', 'dpsgd', 'abl')
 AC_REDUCTIONS = ('ica', 'pca')
 
 
@@ -42,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
       test_fraction=0.2, num_train=1024, num_test=256, num_classes=10, channels=3,
       crop_padding=0, flip=False))
 
-  c.model = ml_collections.ConfigDict(dict(name='cnn', width=1.0, dtype='float32'))
+  c.model = ml_collections.ConfigDict(dict(name='cnn', width=1.0, dtype='float32', norm='batch'))
 
   c.train = ml_collections.ConfigDict(dict(
       epochs=10, batch_size=128, optimizer='sgd', lr=0.1, momentum=0.9,
@@ -101,7 +105,29 @@ def base_config() -> ml_collections.ConfigDict:
       split_eps=2 / 255, split_step_size=2 / 255, split_steps=5,
       sce_alpha=0.1, sce_beta=1.0, sce_label_clamp=1e-4,
       # Activation clustering: reduce to ac_dims, 2-means, flag a cluster <= ac_size_threshold.
-      ac_dims=10, ac_reduction='ica', ac_size_threshold=0.35))
+      ac_dims=10, ac_reduction='ica', ac_size_threshold=0.35,
+      # fp / nad: the defender's clean data, a clean_fraction of the training set taken
+      # out of training; the backdoored model is fine-tuned on it (finetune_* epochs / lr;
+      # NAD's teacher the same way).
+      clean_fraction=0.05, finetune_epochs=10, finetune_lr=0.01,
+      # A finished run (or an fp / nad workdir) whose model is the backdoored one, e.g. the
+      # "no defense" run of a comparison; '' = train it in WORKDIR/backdoored.
+      backdoored_workdir='',
+      # Fine-pruning: prune fp_prune_ratio of the last stage's channels; with fp_target_acc
+      # >= 0, fine-tune every ratio of fp_ratios and keep the one whose clean accuracy is
+      # closest to it (Gao et al.'s grid search).
+      fp_prune_ratio=0.5, fp_target_acc=-1.0,
+      fp_ratios=tuple(round(0.05 * i, 2) for i in range(1, 20)),
+      # NAD: attention distillation for nad_epochs; nad_betas weigh the last len(betas)
+      # stages, nad_power is p of the attention map.
+      nad_epochs=20, nad_betas=(500.0, 1000.0, 1000.0), nad_power=2.0,
+      # DP-SGD: per-example gradients clipped to L2 dp_clip, Gaussian noise dp_noise·dp_clip.
+      dp_clip=1.0, dp_noise=0.1,
+      # ABL: local gradient ascent (threshold abl_gamma) for abl_isolation_epochs, isolate
+      # the abl_isolation_ratio lowest-loss samples, train abl_finetune_epochs on the rest,
+      # then unlearn (gradient ascent) on the isolated ones for abl_unlearn_epochs.
+      abl_gamma=0.5, abl_isolation_epochs=20, abl_isolation_ratio=0.01,
+      abl_finetune_epochs=60, abl_unlearn_epochs=20, abl_unlearn_lr=5e-4))
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, max_to_keep=2))
   c.log = ml_collections.ConfigDict(dict(progress=True, every_steps=10))
@@ -205,6 +231,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _one_of('model.name', m.name, MODEL_NAMES)
   _number_in('model.width', m.width, 0.0, 64.0, low_open=True)
   _one_of('model.dtype', m.dtype, DTYPES)
+  _one_of('model.norm', m.norm, NORMS)
 
   t = c.train
   _int_at_least('train.epochs', t.epochs, 1)
@@ -337,6 +364,45 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _int_at_least('defense.ac_dims', df.ac_dims, 1)
   _one_of('defense.ac_reduction', df.ac_reduction, AC_REDUCTIONS)
   _number_in('defense.ac_size_threshold', df.ac_size_threshold, 0.0, 1.0)
+  _number_in('defense.clean_fraction', df.clean_fraction, 0.0, 1.0, low_open=True, high_open=True)
+  _int_at_least('defense.finetune_epochs', df.finetune_epochs, 1)
+  if not isinstance(df.backdoored_workdir, str):
+    raise ConfigError('defense.backdoored_workdir', df.backdoored_workdir,
+                      "must be a run's workdir or '' (train the backdoored model)")
+  _number_in('defense.finetune_lr', df.finetune_lr, 0.0, 10.0, low_open=True)
+  _number_in('defense.fp_prune_ratio', df.fp_prune_ratio, 0.0, 1.0, high_open=True)
+  target = df.fp_target_acc
+  if isinstance(target, bool) or not isinstance(target, (int, float)) or not (
+      target == -1 or 0 <= target <= 1):
+    raise ConfigError('defense.fp_target_acc', target,
+                      'must be -1 (prune defense.fp_prune_ratio) or a clean accuracy in [0, 1]')
+  ratios = df.fp_ratios
+  if (not isinstance(ratios, (tuple, list)) or not ratios or any(
+      isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1 for r in ratios)):
+    raise ConfigError('defense.fp_ratios', ratios, 'must be a non-empty list of ratios in [0, 1)')
+  _int_at_least('defense.nad_epochs', df.nad_epochs, 1)
+  betas = df.nad_betas
+  if (not isinstance(betas, (tuple, list)) or not betas or any(
+      isinstance(b, bool) or not isinstance(b, (int, float)) or b < 0 for b in betas)):
+    raise ConfigError('defense.nad_betas', betas, 'must be a non-empty list of weights >= 0')
+  _number_in('defense.nad_power', df.nad_power, 0.0, 16.0, low_open=True)
+  _number_in('defense.dp_clip', df.dp_clip, 0.0, 1e6, low_open=True)
+  _number_in('defense.dp_noise', df.dp_noise, 0.0, 1e3)
+  if df.name == 'dpsgd' and c.perturb.name in ('mixup', 'cutmix'):
+    raise ConfigError('perturb.name', c.perturb.name,
+                      "DP-SGD bounds each example's gradient; mixing puts two examples in one: "
+                      "use another regime with defense.name='dpsgd'")
+  if df.name == 'dpsgd' and c.model.norm != 'group':
+    raise ConfigError('model.norm', c.model.norm,
+                      "DP-SGD clips per-example gradients, which BatchNorm's batch statistics "
+                      "mix across examples: use model.norm='group' with defense.name='dpsgd'")
+  _number_in('defense.abl_gamma', df.abl_gamma, -1e6, 1e6)
+  _int_at_least('defense.abl_isolation_epochs', df.abl_isolation_epochs, 1)
+  _number_in('defense.abl_isolation_ratio', df.abl_isolation_ratio, 0.0, 1.0,
+             low_open=True, high_open=True)
+  _int_at_least('defense.abl_finetune_epochs', df.abl_finetune_epochs, 0)
+  _int_at_least('defense.abl_unlearn_epochs', df.abl_unlearn_epochs, 1)
+  _number_in('defense.abl_unlearn_lr', df.abl_unlearn_lr, 0.0, 10.0, low_open=True)
   _int_at_least('checkpoint.every_epochs', c.checkpoint.every_epochs, 1)
   _int_at_least('checkpoint.max_to_keep', c.checkpoint.max_to_keep, 1)
   _int_at_least('log.every_steps', c.log.every_steps, 1)
@@ -395,6 +461,11 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
                    split_eps=0.3, split_step_size=0.1)
   if c.defense.name == 'aabl':
     c.defense.detector_epochs = 30
+  # fp / nad: 5% of digits is 71 images, one batch: fine-tune 40 steps at the digits lr
+  # (CIFAR's 10 epochs of 2,500 images are 390 steps). abl: phases in proportion to the
+  # 15-epoch digits run.
+  c.defense.update(finetune_epochs=40, finetune_lr=0.05, nad_epochs=40,
+                   abl_isolation_epochs=5, abl_finetune_epochs=10, abl_unlearn_epochs=5)
   return c
 
 
@@ -487,8 +558,18 @@ def apply_defense(c: ml_collections.ConfigDict, name: str) -> ml_collections.Con
   epochs; iFGSM 2/255, 5 steps of 2/255; SCE alpha 0.1, beta 1; stage 3 PGD-AT 8/255 for
   100 epochs, lr 0.1 / 10 at 50, 75, 90. spectral / activation_clustering: Tran et al.'s
   1.5·eps per class; Chen et al.'s ICA to 10 dimensions, 2-means, relative size <= 0.35.
+  fp / nad / dpsgd / abl (Gao et al., TNNLS'23, Sec. V): standard training; 5% clean data
+  for fp and nad (NAD at lr 0.01); DP-SGD with GroupNorm, sigma 0.1, clip 1; ABL with
+  gamma 0, 1% isolated.
   """
   c.defense.update(base_config().defense.to_dict(), name=name)
+  if name in GAO_BASELINES:
+    # Gao et al. (TNNLS'23, Sec. V): the defenses guard a standardly trained model.
+    c.perturb.name = 'none'
+  if name == 'dpsgd':  # Gao: GroupNorm for BatchNorm, sigma = 0.1
+    c.model.norm = 'group'
+  if name == 'abl':  # Gao: gamma = 0 "for a better detection rate" (ABL's own: 0.5)
+    c.defense.abl_gamma = 0.0
   if name == 'aabl':
     c.train.update(epochs=100, milestones=(50, 75, 90), lr=0.1, lr_decay=0.1)
     c.perturb.update(name='linf', eps=8 / 255, step_size=2 / 255, steps=10)

@@ -173,7 +173,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
         with timing.phase('train'):
           results = train_with_defense(config, train_data, workdir,
                                        None if poisoned is None else poisoned.backdoor,
-                                       None if poisoned is None else poisoned.is_poisoned)
+                                       None if poisoned is None else poisoned.is_poisoned,
+                                       None if poisoned is None else poisoned.modified)
         finish(config, workdir, results, poisoned)
     except (ConfigError, DatasetError):
       if is_writer and not resumed:  # refused before anything trained: leave no trace

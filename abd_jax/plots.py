@@ -264,19 +264,27 @@ def step_count_densities(path: str, counts_by_epoch: dict[int, np.ndarray], pois
 
 def loss_split_histogram(path: str, losses: np.ndarray, poisoned: np.ndarray, threshold: float,
                          xlabel: str = 'symmetric cross-entropy after iFGSM',
-                         title: str = '') -> dict:
-  """Per-sample loss of clean vs poisoned samples, split at the Otsu threshold (A-ABL Fig. 4/9).
+                         title: str = '', threshold_name: str = 'Otsu threshold',
+                         selected: str = 'kept', selected_below: bool = False,
+                         selected_mask: np.ndarray | None = None) -> dict:
+  """Per-sample loss of clean vs poisoned samples, split at a threshold (A-ABL Fig. 4/9:
+  Otsu's; ABL: the isolation threshold).
 
-  losses: float [N] (finite); poisoned: bool [N]; threshold: the Otsu threshold t. Samples
-  with loss > t are the ones kept (D_vul). The y axis is logarithmic so that a poisoned
-  group of a few percent stays visible next to the clean one.
+  losses: float [N] (finite); poisoned: bool [N]; threshold: t. The `selected` samples
+  are those with loss > t (A-ABL's kept D_vul), or loss <= t with `selected_below` (ABL's
+  isolated ones); `selected_mask` (bool [N]) gives them exactly where ties at t would
+  blur the count. The y axis is logarithmic so that a poisoned group of a few percent
+  stays visible next to the clean one.
 
-  Returns {'path', 'groups', 'kept_clean', 'total_clean', 'kept_poisoned', 'total_poisoned'}.
+  Returns {'path', 'groups', 'kept_clean', 'total_clean', 'kept_poisoned', 'total_poisoned'}
+  ('kept' = selected).
   """
   arrays = _sample_arrays(losses=losses, poisoned=poisoned)
   losses = _finite_values('losses', arrays['losses'])
   poisoned = arrays['poisoned'].astype(bool)
-  kept = losses > threshold
+  kept = losses <= threshold if selected_below else losses > threshold
+  if selected_mask is not None:
+    kept = np.asarray(selected_mask, bool)
   stats = {'kept_clean': int((kept & ~poisoned).sum()), 'total_clean': int((~poisoned).sum()),
            'kept_poisoned': int((kept & poisoned).sum()), 'total_poisoned': int(poisoned.sum())}
 
@@ -284,7 +292,7 @@ def loss_split_histogram(path: str, losses: np.ndarray, poisoned: np.ndarray, th
   fig, ax = plt.subplots(figsize=(6.4, 4.0))
   groups = _group_hists(ax, losses, poisoned, bins, log=True)
   ax.axvline(threshold, color='black', linestyle='--', linewidth=1.2,
-             label=f'Otsu threshold = {threshold:.3g}')
+             label=f'{threshold_name} = {threshold:.3g}')
   # Headroom above the tallest bar (log scale) for the legend and the text box; no group
   # bin is taller than the bin of both groups together.
   tallest = int(np.histogram(losses, bins=bins)[0].max())
@@ -292,7 +300,8 @@ def loss_split_histogram(path: str, losses: np.ndarray, poisoned: np.ndarray, th
   ax.set_xlabel(xlabel, fontsize=9)
   ax.set_ylabel('samples (log scale)', fontsize=9)
   ax.legend(fontsize=8, loc='upper right')
-  _text_box(ax, f"kept (loss > t): clean {stats['kept_clean']}/{stats['total_clean']}, "
+  _text_box(ax, f"{selected} (loss {'<=' if selected_below else '>'} t): "
+                f"clean {stats['kept_clean']}/{stats['total_clean']}, "
                 f"poisoned {stats['kept_poisoned']}/{stats['total_poisoned']}")
   _save(fig, path, title)
   return {'path': path, 'groups': groups, **stats}
@@ -326,3 +335,34 @@ def score_histogram(path: str, scores: np.ndarray, poisoned: np.ndarray, removed
                 f"clean {stats['removed_clean']}/{stats['total_clean']}")
   _save(fig, path, title)
   return {'path': path, 'groups': groups, **stats}
+
+
+def pruning_curves(path: str, curve: Sequence[dict], search: Sequence[dict] | None,
+                   chosen: float, target: float | None = None, title: str = '') -> dict:
+  """Fine-pruning: clean accuracy and ASR against the pruning ratio, before fine-tuning
+  (`curve`: dicts with 'ratio', 'clean_acc' and optionally 'asr') and, when the ratio was
+  searched, after it (`search`, same keys); the chosen ratio dashed, the target accuracy
+  dotted. Returns {'path', 'ratios', 'chosen'}."""
+  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  ratios = [c['ratio'] for c in curve]
+  ax.plot(ratios, [c['clean_acc'] for c in curve], 'o-', color='tab:blue', ms=3,
+          label='clean acc., pruned')
+  if all('asr' in c for c in curve):
+    ax.plot(ratios, [c['asr'] for c in curve], 'o-', color='tab:red', ms=3, label='ASR, pruned')
+  if search:
+    sr = [s['ratio'] for s in search]
+    ax.plot(sr, [s['clean_acc'] for s in search], 's--', color='tab:blue', ms=4, mfc='none',
+            label='clean acc., fine-tuned')
+    if all('asr' in s for s in search):
+      ax.plot(sr, [s['asr'] for s in search], 's--', color='tab:red', ms=4, mfc='none',
+              label='ASR, fine-tuned')
+  ax.axvline(chosen, color='black', linestyle='--', linewidth=1.0, label=f'chosen {chosen:g}')
+  if target is not None:
+    ax.axhline(target, color='gray', linestyle=':', linewidth=1.0, label=f'target {target:g}')
+  ax.set_xlim(-0.02, 1.0)
+  ax.set_ylim(-0.02, 1.12)
+  ax.set_xlabel('fraction of last-stage channels pruned', fontsize=9)
+  ax.set_ylabel('accuracy / attack success rate', fontsize=9)
+  ax.legend(fontsize=7, loc='lower left')
+  _save(fig, path, title)
+  return {'path': path, 'ratios': ratios, 'chosen': chosen}

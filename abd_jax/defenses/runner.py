@@ -14,11 +14,19 @@
     spectral               detector = the configured training in WORKDIR/detector; spectral
     activation_clustering  signatures (Tran et al. 2018) / activation clustering (Chen et al.
                            2018) on its penultimate features; retraining on the kept samples
+    fp, nad                fine-pruning / neural attention distillation of a backdoored
+                           model with the defender's clean data (`finetuning`)
+    dpsgd                  the configured training with DP-SGD (per-example clipping and
+                           noise in the step; `model.norm='group'`)
+    abl                    anti-backdoor learning: LGA isolation in WORKDIR/isolation, the
+                           lowest-loss samples isolated, WORKDIR/finetune on the rest, then
+                           unlearning (`abl`)
 
-Every defense writes `detection.npz` (per-sample score, removed flag, poison flag) and
-`detection.json` (its result keys) in the workdir before the final training, so a run
-killed in its last phase resumes there without scoring again, and a figure:
-`step_counts.png`, `sce_split.png` or `detection_scores.png`.
+Every detecting defense (all but fp, nad, dpsgd) writes `detection.npz` (per-sample score,
+removed flag, poison flag) and `detection.json` (its result keys) in the workdir before the
+final training, so a run killed in its last phase resumes there without scoring again,
+and a figure:
+`step_counts.png`, `sce_split.png`, `detection_scores.png` or `abl_split.png`.
 """
 
 from __future__ import annotations
@@ -35,12 +43,13 @@ import numpy as np
 from abd_jax import config as config_lib
 from abd_jax import evaluate, parallel, plots, workdir as workdir_lib
 from abd_jax.data import Dataset
-from abd_jax.defenses import aabl, detection, scoring
+from abd_jax.defenses import aabl, abl, detection, finetuning, scoring
 from abd_jax.defenses.clustering import activation_clusters
 from abd_jax.defenses.spectral import remove_top_per_class, spectral_scores
 from abd_jax.defenses.step_count import count_dataset_steps
 from abd_jax.errors import ConfigError
 from abd_jax.train import train_and_evaluate
+from abd_jax.train.objective import Objective
 from abd_jax.train.restore import load_run_variables
 from abd_jax.train.subrun import run_once
 
@@ -144,15 +153,28 @@ def check_removal_keeps_a_batch(config: ml_collections.ConfigDict, labels: np.nd
 
 def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
                        backdoor: evaluate.BackdoorTestSet | None,
-                       poisoned: np.ndarray | None) -> dict:
+                       poisoned: np.ndarray | None, modified: np.ndarray | None = None) -> dict:
   """Runs `config.defense.name` around training and returns the run's results with the
   defense's keys (DESIGN.md) added. `poisoned` is the true poison flag [N] (None or all
-  False without an attack); it is used only to report, never to decide."""
+  False without an attack); it is used only to report, never to decide. `modified` (int
+  indices, default: the poisoned rows) are the rows the attack changed: the clean data
+  of fp / nad is drawn from the others, as the defender's clean data would be."""
   name = config.defense.name
   if poisoned is None:
     poisoned = np.zeros(len(data.y_train), bool)
-  if name == 'none':
-    return train_and_evaluate(config, data, workdir, backdoor=backdoor)
+  if name in ('none', 'dpsgd'):  # DP-SGD is in the step (train.optim, model.norm='group')
+    results = train_and_evaluate(config, data, workdir, backdoor=backdoor)
+    if name == 'dpsgd':
+      results.update(dp_clip=config.defense.dp_clip, dp_noise=config.defense.dp_noise)
+    return results
+  if name in ('fp', 'nad'):
+    untouched = ~poisoned
+    if modified is not None:
+      untouched[np.asarray(modified, np.int64)] = False
+    run = finetuning.fine_pruning if name == 'fp' else finetuning.attention_distillation
+    return run(config, data, workdir, backdoor, untouched)
+  if name == 'abl':
+    return _anti_backdoor_learning(config, data, workdir, backdoor, poisoned)
   check_removal_keeps_a_batch(config, data.y_train, poisoned)
   if name == 'pgd_steps':
     hook = _count_during_training(config, data, poisoned, workdir)
@@ -374,3 +396,77 @@ def _score_summary(workdir, scores, removed, poisoned, xlabel) -> dict:
 
 DETECTORS = {'aabl': _aabl_split, 'spectral': _spectral,
              'activation_clustering': _activation_clustering}
+
+
+ABL_ISOLATION_DIR, ABL_FINETUNE_DIR = 'isolation', 'finetune'
+
+
+def _abl_phase_config(config, **train) -> ml_collections.ConfigDict:
+  c = config.copy_and_resolve_references()
+  c.train.update(train)
+  return c
+
+
+def _anti_backdoor_learning(config, data: Dataset, workdir: str, backdoor,
+                            poisoned: np.ndarray) -> dict:
+  """ABL's three phases (see `abl`), each resumable."""
+  d = config.defense
+  # The isolation run does not depend on the later phases' fields.
+  iconfig = _abl_phase_config(config, epochs=d.abl_isolation_epochs, milestones=())
+  base = config_lib.base_config().defense
+  later = ('abl_finetune_epochs', 'abl_unlearn_epochs', 'abl_unlearn_lr')
+  iconfig.defense.update({k: base[k] for k in later})
+  iso_dir = os.path.join(workdir, ABL_ISOLATION_DIR)
+  gamma = {'gamma': np.float32(d.abl_gamma)}
+  iresults = run_once(iconfig, iso_dir,
+                      lambda c, rd: train_and_evaluate(c, data, rd, backdoor=backdoor,
+                                                       objective=Objective('lga'),
+                                                       extra_hp=gamma),
+                      'ABL isolation model')
+  model, variables = load_run_variables(iso_dir, data, fallback=iconfig)
+
+  def isolate() -> dict:
+    losses = abl.sample_losses(model, variables, data.x_train, data.y_train,
+                               config.eval.batch_size, parallel.make_mesh())
+    isolated = abl.isolate_lowest(losses, d.abl_isolation_ratio)
+    _save_npz(workdir, score=losses, removed=isolated, poisoned=poisoned)
+    threshold = float(losses[isolated].max())
+    if jax.process_index() == 0:
+      plots.loss_split_histogram(
+          os.path.join(workdir, 'abl_split.png'), np.log10(np.maximum(losses, 1e-12)), poisoned,
+          np.log10(max(threshold, 1e-12)), threshold_name='log10 isolation threshold',
+          xlabel='log10 cross-entropy after the isolation epochs (floored at 1e-12)',
+          selected='isolated', selected_below=True, selected_mask=isolated)
+    # A low loss marks a sample as suspicious: score = -loss.
+    summary = detection.detection_summary(isolated, poisoned, -losses)
+    summary['isolation_threshold'] = threshold
+    summary.update({f'isolation_{k}': iresults[k] for k in DETECTOR_KEYS if k in iresults})
+    return summary
+
+  summary = _cached(workdir, isolate)
+  with np.load(os.path.join(workdir, DETECTION_NPZ)) as saved:
+    isolated = np.asarray(saved['removed'], bool)
+  start = variables
+  if d.abl_finetune_epochs > 0:
+    rest = dataclasses.replace(data, x_train=data.x_train[~isolated], y_train=data.y_train[~isolated])
+    epochs = d.abl_finetune_epochs
+    fconfig = _abl_phase_config(config, epochs=epochs, lr_decay=0.1,
+                                milestones=(max(1, round(2 * epochs / 3)),) if epochs > 1 else ())
+    fconfig.defense.update({k: base[k] for k in later[1:]})
+    ft_dir = os.path.join(workdir, ABL_FINETUNE_DIR)
+    fresults = run_once(fconfig, ft_dir,
+                        lambda c, rd: train_and_evaluate(c, rest, rd, backdoor=backdoor,
+                                                         init_variables=variables),
+                        'ABL fine-tuning')
+    summary.update({f'finetune_{k}': fresults[k] for k in DETECTOR_KEYS if k in fresults})
+    _, start = load_run_variables(ft_dir, data, fallback=fconfig)
+  bad = dataclasses.replace(data, x_train=data.x_train[isolated], y_train=data.y_train[isolated])
+  uconfig = _abl_phase_config(config, epochs=d.abl_unlearn_epochs, lr=d.abl_unlearn_lr,
+                              milestones=(), batch_size=min(config.train.batch_size,
+                                                            int(isolated.sum())))
+  uconfig.dataset.update(crop_padding=0, flip=False)
+  uconfig.perturb.name = 'none'
+  results = train_and_evaluate(uconfig, bad, workdir, backdoor=backdoor,
+                               objective=Objective('ascent'), init_variables=start)
+  results.update(summary)
+  return results

@@ -83,7 +83,8 @@ def make_trainer(config: ml_collections.ConfigDict, data: Dataset) -> GeneratorT
   a, batch = config.attack, config.train.batch_size
   nets = networks(a, data.image_shape)
   gen_p, gen_m = nets['pattern'], nets['mask']
-  clf = create_model(config.model.name, data.num_classes, config.model.width, config.model.dtype)
+  clf = create_model(config.model.name, data.num_classes, config.model.width, config.model.dtype,
+                     config.model.norm)
   x_train = jnp.asarray(data.x_train, jnp.float32) / 255.0
   y_train = jnp.asarray(data.y_train)
   x_test = jnp.asarray(data.x_test, jnp.float32) / 255.0

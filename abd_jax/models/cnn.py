@@ -2,7 +2,8 @@
 
 conv3x3(32) - BN - ReLU - conv3x3(64) - BN - ReLU - maxpool 2x2 -
 conv3x3(128) - BN - ReLU - global average pool - Dense(num_classes),
-channels times `width`. 94,186 parameters for 8x8x1 inputs, width 1 and 10 classes.
+channels times `width` (GroupNorm for BN with `norm='group'`). The three ReLU outputs are
+its stages (`sow_stage`). 94,186 parameters for 8x8x1 inputs, width 1 and 10 classes.
 On an 8x8x1 input the third conv sees the whole image (receptive field
 10x10), so the global pool loses no layout the classifier needs; the pool also
 makes any input size >= 2x2 work (8x8 digits, 28x28 MNIST, 32x32 CIFAR).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from abd_jax.models.common import Dtype, batch_norm, classifier_head, conv, scale_width
+from abd_jax.models.common import Dtype, classifier_head, conv, norm_layer, scale_width, sow_stage
 
 
 class CNN(nn.Module):
@@ -21,17 +22,19 @@ class CNN(nn.Module):
   num_classes: int
   width: float = 1.0
   dtype: Dtype = jnp.float32
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     # No conv bias: the BatchNorm right after it has its own.
     conv3x3 = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=False)
-    norm = batch_norm(train, self.dtype)
-    x = nn.relu(norm()(conv3x3(scale_width(32, self.width))(x)))
-    x = nn.relu(norm()(conv3x3(scale_width(64, self.width))(x)))
-    x = max_pool_2x2(x)
-    x = nn.relu(norm()(conv3x3(scale_width(128, self.width))(x)))
+    norm = norm_layer(self.norm, train, self.dtype)
+    for i, channels in enumerate((32, 64, 128)):
+      if i == 2:
+        x = max_pool_2x2(x)
+      x = nn.relu(norm()(conv3x3(scale_width(channels, self.width))(x)))
+      sow_stage(self, x)
     return classifier_head(self, x, self.num_classes, self.dtype)
 
 

@@ -9,6 +9,7 @@ parameters and BatchNorm statistics are always float32.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -44,6 +45,37 @@ def batch_norm(train: bool, dtype: Dtype) -> ModuleDef:
   return functools.partial(nn.BatchNorm, use_running_average=not train,
                            momentum=0.9, epsilon=1e-5, dtype=dtype,
                            param_dtype=jnp.float32)
+
+
+NORMS = ('batch', 'group')
+
+
+class GroupNorm(nn.Module):
+  """nn.GroupNorm with gcd(channels, 32) groups, so that every width multiplier works
+  (32 groups is Wu & He's default). No batch statistics: each example is normalized on
+  its own, which per-example (DP-SGD) gradients need."""
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.GroupNorm(num_groups=math.gcd(x.shape[-1], 32), epsilon=1e-5, dtype=self.dtype,
+                        param_dtype=jnp.float32, name='gn')(x)
+
+
+def norm_layer(kind: str, train: bool, dtype: Dtype) -> ModuleDef:
+  """The normalization of `model.norm`: 'batch' (`batch_norm`) or 'group' (`GroupNorm`,
+  as DP-SGD needs)."""
+  if kind == 'group':
+    return functools.partial(GroupNorm, dtype=dtype)
+  return batch_norm(train, dtype)
+
+
+def sow_stage(module: nn.Module, x) -> None:
+  """Records a stage's output activation [B,H,W,C] in ('intermediates', 'stages') (a
+  tuple, in forward order), for attention distillation (NAD). Like the pooled features,
+  nothing is recorded unless that collection is mutable."""
+  if not module.is_initializing():
+    module.sow('intermediates', 'stages', x)
 
 
 def classifier_head(module: nn.Module, x, num_classes: int, dtype: Dtype):

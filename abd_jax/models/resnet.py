@@ -27,8 +27,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from abd_jax.models.common import (Dtype, ModuleDef, batch_norm, classifier_head, conv,
-                                   scale_width)
+from abd_jax.models.common import (Dtype, ModuleDef, classifier_head, conv, norm_layer,
+                                   scale_width, sow_stage)
 
 
 class BasicBlock(nn.Module):
@@ -39,11 +39,12 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   dtype: Dtype = jnp.float32
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     conv3x3 = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=False)
-    norm = batch_norm(train, self.dtype)
+    norm = norm_layer(self.norm, train, self.dtype)
     y = nn.relu(norm()(conv3x3(self.features, strides=self.strides)(x)))
     y = norm()(conv3x3(self.features)(y))
     if x.shape != y.shape:
@@ -65,11 +66,12 @@ class PreActBlock(nn.Module):
   features: int
   strides: int = 1
   dtype: Dtype = jnp.float32
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     conv3x3 = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=False)
-    norm = batch_norm(train, self.dtype)
+    norm = norm_layer(self.norm, train, self.dtype)
     y = nn.relu(norm()(x))
     shortcut = x
     if self.strides != 1 or x.shape[-1] != self.features:
@@ -80,12 +82,18 @@ class PreActBlock(nn.Module):
     return y + shortcut
 
 
-def _stages(x, stage_sizes: Sequence[int], block_cls: ModuleDef, width: float, dtype: Dtype,
-            train: bool):
+def _stages(module: nn.Module, x, stage_sizes: Sequence[int], block_cls: ModuleDef,
+            train: bool, last_stage_hook=None):
+  """The residual stages; each stage's output is sown (`sow_stage`), the last one after
+  `last_stage_hook` (PreAct's final BN-ReLU)."""
   for i, num_blocks in enumerate(stage_sizes):
     for j in range(num_blocks):
       strides = 2 if i > 0 and j == 0 else 1
-      x = block_cls(scale_width(64 * 2**i, width), strides, dtype)(x, train=train)
+      x = block_cls(scale_width(64 * 2**i, module.width), strides, module.dtype,
+                    module.norm)(x, train=train)
+    if i == len(stage_sizes) - 1 and last_stage_hook is not None:
+      x = last_stage_hook(x)
+    sow_stage(module, x)
   return x
 
 
@@ -99,14 +107,15 @@ class ResNet(nn.Module):
   num_classes: int
   width: float = 1.0
   dtype: Dtype = jnp.float32
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     x = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=False)(
         scale_width(64, self.width), name='stem_conv')(x)
-    x = nn.relu(batch_norm(train, self.dtype)(name='stem_bn')(x))
-    x = _stages(x, self.stage_sizes, BasicBlock, self.width, self.dtype, train)
+    x = nn.relu(norm_layer(self.norm, train, self.dtype)(name='stem_bn')(x))
+    x = _stages(self, x, self.stage_sizes, BasicBlock, train)
     return classifier_head(self, x, self.num_classes, self.dtype)
 
 
@@ -124,15 +133,17 @@ class PreActResNet(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   final_norm: bool = True
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     x = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=False)(
         scale_width(64, self.width), name='stem_conv')(x)
-    x = _stages(x, self.stage_sizes, PreActBlock, self.width, self.dtype, train)
+    final = None
     if self.final_norm:
-      x = nn.relu(batch_norm(train, self.dtype)(name='final_bn')(x))
+      final = lambda y: nn.relu(norm_layer(self.norm, train, self.dtype)(name='final_bn')(y))
+    x = _stages(self, x, self.stage_sizes, PreActBlock, train, final)
     return classifier_head(self, x, self.num_classes, self.dtype)
 
 

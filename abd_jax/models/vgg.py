@@ -18,7 +18,7 @@ import functools
 import flax.linen as nn
 import jax.numpy as jnp
 
-from abd_jax.models.common import Dtype, batch_norm, classifier_head, conv, scale_width
+from abd_jax.models.common import Dtype, classifier_head, conv, norm_layer, scale_width, sow_stage
 
 # Output channels of each conv; 'M' is a 2x2 max-pool.
 VGG16_CFG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M',
@@ -31,16 +31,18 @@ class VGG(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   cfg: tuple = VGG16_CFG
+  norm: str = 'batch'
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = x.astype(self.dtype)
     # The conv bias is redundant before BN, but kept to match kuangliu's parameters.
     conv3x3 = conv(self.dtype, kernel_size=(3, 3), padding=1, use_bias=True)
-    norm = batch_norm(train, self.dtype)
+    norm = norm_layer(self.norm, train, self.dtype)
     for v in self.cfg:
-      if v == 'M':
+      if v == 'M':  # a stage ends at each pooling
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        sow_stage(self, x)
       else:
         x = nn.relu(norm()(conv3x3(scale_width(v, self.width))(x)))
     return classifier_head(self, x, self.num_classes, self.dtype)

@@ -27,6 +27,7 @@ from abd_jax import evaluate, interrupt, parallel
 from abd_jax.data import Dataset
 from abd_jax.data.overlay import Overlaid, overlay_rows
 from abd_jax.train.checkpoint import Checkpointer
+from abd_jax.train.objective import Objective
 from abd_jax.train.programs import Programs, get_programs
 from abd_jax.train.progress import Progress
 from abd_jax.train.step import zero_metrics
@@ -238,24 +239,38 @@ def _triggered(backdoor: evaluate.BackdoorTestSet | None, batch_size: int, mesh)
 
 def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
                        backdoor: evaluate.BackdoorTestSet | None = None,
-                       epoch_hook: Callable[[Any, dict, int], dict] | None = None) -> dict:
+                       epoch_hook: Callable[[Any, dict, int], dict] | None = None,
+                       objective: Objective = Objective(), extra_hp: dict | None = None,
+                       init_variables: dict | None = None) -> dict:
   """Trains on `data.x_train` with the configured perturbation, evaluates on the test set
   (and on `backdoor`'s triggered test set: `asr`, `backdoor_acc`), and returns the final
   metrics. Resumes from `workdir/checkpoints` when one exists. `epoch_hook(model,
   variables, epoch)` runs after every epoch's evaluation; the metrics it returns join that
-  epoch's line in metrics.jsonl (the defenses count steps there)."""
+  epoch's line in metrics.jsonl (the defenses count steps there).
+
+  The defenses that fine-tune pass `init_variables` ({'params', 'batch_stats'}: where a
+  fresh run starts instead of the seed's initialization; the optimizer state starts
+  fresh), the step's `objective` and its traced inputs `extra_hp` (see `objective`)."""
   mesh = parallel.make_mesh()
   config_lib.validate_for_devices(config, jax.device_count())
   is_writer = jax.process_index() == 0
   keys = run_keys(config.seed)
   steps_per_epoch(config, len(data.y_train))
-  programs = get_programs(config, len(data.y_train), data.num_classes, data.image_shape, mesh)
-  state = jax.device_put(programs.init(keys['init']), parallel.replicated(mesh))
+  programs = get_programs(config, len(data.y_train), data.num_classes, data.image_shape, mesh,
+                          objective=objective)
+  state = programs.init(keys['init'])
+  if init_variables is not None:  # host copies: the step donates the state's buffers
+    start = jax.device_get(init_variables)
+    state = state.replace(params=start['params'], batch_stats=start.get('batch_stats', {}))
+  state = jax.device_put(state, parallel.replicated(mesh))
   images, labels = parallel.put_replicated((data.x_train, data.y_train.astype(np.int32)), mesh)
+  train_hp = perturb_hparams(config.perturb)
+  if extra_hp:
+    train_hp.update(parallel.put_replicated(extra_hp, mesh))
   e = config.eval
   lanes = _Lanes(
       config=config, programs=programs, state=state, images=images, labels=labels, keys=keys,
-      train_hp=perturb_hparams(config.perturb), eval_hp=perturb_hparams(e),
+      train_hp=train_hp, eval_hp=perturb_hparams(e),
       test_set=evaluate.make_eval_set(data.x_test, data.y_test, e.batch_size, mesh),
       triggered=_triggered(backdoor, e.batch_size, mesh),
       writers=[JsonlWriter(os.path.join(workdir, 'metrics.jsonl'), enabled=is_writer)],

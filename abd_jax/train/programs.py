@@ -29,14 +29,15 @@ from abd_jax import evaluate, parallel
 from abd_jax.data.overlay import Overlaid
 from abd_jax.models import create_model
 from abd_jax.perturb import MIXINGS, make_perturbation
-from abd_jax.train.optim import learning_rate_schedule, make_optimizer
+from abd_jax.train.objective import Objective
+from abd_jax.train.optim import dp_settings, learning_rate_schedule, make_optimizer
 from abd_jax.train.state import TrainState, create_train_state
 from abd_jax.train.step import make_train_step
 
 # The config fields a run's compiled programs depend on. Everything else is either traced
 # (budgets, keys), data (the attack), or host-side control (epochs, schedules, logging).
 PROGRAM_FIELDS = (
-    'model.name', 'model.width', 'model.dtype',
+    'model.name', 'model.width', 'model.dtype', 'model.norm',
     'train.batch_size', 'train.optimizer', 'train.lr', 'train.momentum', 'train.weight_decay',
     'train.milestones', 'train.lr_decay',
     'perturb.name', 'perturb.steps', 'perturb.random_start', 'perturb.bn_mode', 'perturb.unroll',
@@ -81,26 +82,34 @@ def clear_cache() -> None:
 
 
 def get_programs(config: ml_collections.ConfigDict, num_train: int, num_classes: int,
-                 image_shape: tuple[int, int, int], mesh, stacked: bool = False) -> Programs:
-  """The (cached) programs for `config`'s static structure on data of these shapes."""
+                 image_shape: tuple[int, int, int], mesh, stacked: bool = False,
+                 objective: Objective = Objective()) -> Programs:
+  """The (cached) programs for `config`'s static structure on data of these shapes, with
+  the step minimizing `objective` (and DP-SGD's aggregation for `defense.name='dpsgd'`)."""
+  dp = dp_settings(config)
   key = json.dumps([program_fields(config), num_train, num_classes, list(image_shape),
-                    [d.id for d in mesh.devices.flat], list(mesh.axis_names), stacked],
+                    [d.id for d in mesh.devices.flat], list(mesh.axis_names), stacked,
+                    objective.key(), dataclasses.asdict(dp) if dp else None],
                    sort_keys=True)
   if key not in _CACHE:
-    _CACHE[key] = _build(config, num_train, num_classes, tuple(image_shape), mesh, stacked)
+    _CACHE[key] = _build(config, num_train, num_classes, tuple(image_shape), mesh, stacked,
+                         objective)
   return _CACHE[key]
 
 
-def _build(config, num_train, num_classes, image_shape, mesh, stacked) -> Programs:
+def _build(config, num_train, num_classes, image_shape, mesh, stacked, objective) -> Programs:
   spe = num_train // config.train.batch_size
-  model = create_model(config.model.name, num_classes, config.model.width, config.model.dtype)
-  tx = make_optimizer(config.train, spe)
+  model = create_model(config.model.name, num_classes, config.model.width, config.model.dtype,
+                       config.model.norm)
+  dp = dp_settings(config)
+  tx = make_optimizer(config.train, spe, dp)
   p, e = config.perturb, config.eval
   step = make_train_step(model, make_perturbation(p.name, p.steps, p.random_start, p.unroll),
                          batch_size=config.train.batch_size,
                          crop_padding=config.dataset.crop_padding, flip=config.dataset.flip,
                          bn_mode=p.bn_mode, batch_sharding=parallel.batch_sharded(mesh),
-                         mixing=MIXINGS.get(p.name))
+                         mixing=MIXINGS.get(p.name), objective=objective,
+                         per_example=dp is not None)
 
   def permute(key, epoch):
     return jax.random.permutation(jax.random.fold_in(key, epoch), num_train).astype(jnp.int32)

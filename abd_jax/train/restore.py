@@ -12,7 +12,7 @@ from abd_jax import workdir as workdir_lib
 from abd_jax.data import Dataset
 from abd_jax.models import create_model
 from abd_jax.train.checkpoint import CheckpointDamagedError, CheckpointError, Checkpointer
-from abd_jax.train.optim import make_optimizer
+from abd_jax.train.optim import dp_settings, make_optimizer
 from abd_jax.train.state import create_train_state
 
 
@@ -21,13 +21,17 @@ class RestoreError(RuntimeError):
 
 
 def _run_blocks(run_dir: str, fallback: ml_collections.ConfigDict):
-  """The model and train blocks the run was made with (its config.json), else `fallback`'s."""
+  """The model and train blocks the run was made with (its config.json), else `fallback`'s,
+  and its DP-SGD settings (they add to the optimizer state)."""
   path = os.path.join(run_dir, 'config.json')
   if not os.path.exists(path):
-    return fallback.model, fallback.train
+    return fallback.model, fallback.train, dp_settings(fallback)
   try:
     saved = workdir_lib.read_json(path)
-    return ml_collections.ConfigDict(saved['model']), ml_collections.ConfigDict(saved['train'])
+    dp = dp_settings(ml_collections.ConfigDict(
+        {k: saved[k] for k in ('seed', 'defense') if k in saved}))
+    return (ml_collections.ConfigDict(saved['model']), ml_collections.ConfigDict(saved['train']),
+            dp)
   except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
     raise RestoreError(f'holds a damaged {path} ({type(e).__name__}: '
                        f'{" ".join(str(e).split())[:120]}), so its model is unknown') from None
@@ -48,10 +52,11 @@ def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.Con
       raise CheckpointError(f'{ckpt_dir} is a file, where the folder of checkpoints belongs: '
                             'rerun the run that wrote it with --overwrite to train it again')
     raise RestoreError('must be the workdir of a finished run (it has no checkpoints/ folder)')
-  model_cfg, train_cfg = _run_blocks(run_dir, fallback)
-  model = create_model(model_cfg.name, data.num_classes, model_cfg.width, model_cfg.dtype)
+  model_cfg, train_cfg, dp = _run_blocks(run_dir, fallback)
+  model = create_model(model_cfg.name, data.num_classes, model_cfg.width, model_cfg.dtype,
+                       model_cfg.get('norm', 'batch'))
   # The steps per epoch only move the lr boundaries, not the state's structure.
-  template = create_train_state(model, make_optimizer(train_cfg, 1), jax.random.key(0),
+  template = create_train_state(model, make_optimizer(train_cfg, 1, dp), jax.random.key(0),
                                 data.image_shape)
   ckpt = Checkpointer(ckpt_dir, max_to_keep=1_000_000, read_only=True)  # never delete
   try:
