@@ -432,3 +432,18 @@ def test_bad_defense_fields_are_rejected(field, value):
   with pytest.raises(ConfigError, match=field.replace('.', r'\.')) as info:
     config_lib.validate(c)
   assert info.value.field == field
+
+
+def test_stage_count_and_too_many_nad_betas():
+  from abd_jax.data import Dataset
+  from abd_jax.defenses import finetuning
+  x = np.zeros((4, 8, 8, 1), np.uint8)
+  y = np.zeros(4, np.int32)
+  data = Dataset('tiny', x, y, x, y, 10)
+  config = config_lib.base_config()
+  assert finetuning.stage_count(config, data) == 3
+  config.model.update(name='resnet18', width=0.125)
+  assert finetuning.stage_count(config, data) == 4
+  config.defense.nad_betas = (1.0,) * 5
+  with pytest.raises(ConfigError, match='defense.nad_betas.*has 4'):
+    finetuning.attention_distillation(config, data, '/nonexistent', None, np.ones(4, bool))

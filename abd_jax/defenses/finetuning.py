@@ -43,6 +43,7 @@ from abd_jax import evaluate, parallel, plots, workdir as workdir_lib
 from abd_jax.data import Dataset
 from abd_jax.defenses import pruning
 from abd_jax.errors import ConfigError
+from abd_jax.models import create_model
 from abd_jax.perturb import make_perturbation
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.objective import Objective, prune_head
@@ -109,18 +110,24 @@ def _json_cached(path: str, compute) -> dict:
   return result
 
 
-def _accuracies(config, model, variables, data: Dataset, backdoor) -> dict:
-  """clean_acc and (with an attack) asr of `variables`."""
-  mesh = parallel.make_mesh()
-  ev = evaluate.Evaluator(model, make_perturbation('none'), config.eval.batch_size, mesh)
-  out = {'clean_acc': ev.accuracy(variables, evaluate.make_eval_set(
-      data.x_test, data.y_test, config.eval.batch_size, mesh))}
+def _accuracies(config, model, data: Dataset, backdoor):
+  """variables -> {'clean_acc', and with an attack 'asr'}; one compiled evaluation for
+  every call (the pruning curve evaluates ~20 masks)."""
+  mesh, batch = parallel.make_mesh(), config.eval.batch_size
+  ev = evaluate.Evaluator(model, make_perturbation('none'), batch, mesh)
+  test_set = evaluate.make_eval_set(data.x_test, data.y_test, batch, mesh)
+  triggered = None
   if backdoor is not None:
-    triggered = evaluate.make_eval_set(backdoor.images, backdoor.labels, config.eval.batch_size,
-                                       mesh)
-    out['asr'] = ev.accuracy(variables, triggered,
-                             evaluate.put_labels(backdoor.targets, config.eval.batch_size, mesh))
-  return out
+    triggered = (evaluate.make_eval_set(backdoor.images, backdoor.labels, batch, mesh),
+                 evaluate.put_labels(backdoor.targets, batch, mesh))
+
+  def measure(variables) -> dict:
+    out = {'clean_acc': ev.accuracy(variables, test_set)}
+    if triggered is not None:
+      out['asr'] = ev.accuracy(variables, *triggered)
+    return out
+
+  return measure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,12 +201,13 @@ def fine_pruning(config, data: Dataset, workdir: str, backdoor, untouched) -> di
     activations = pruning.channel_activations(b.model, b.variables, b.clean.x_train,
                                               b.clean.y_train, config.eval.batch_size, mesh)
     order = pruning.prune_order(activations)
+    measure = _accuracies(config, b.model, data, backdoor)
     curve = []
     for ratio in sorted({0.0, *map(float, d.fp_ratios), float(d.fp_prune_ratio)}):
       keep = jnp.asarray(pruning.keep_mask(order, ratio))
       pruned = {**b.variables, 'params': prune_head(b.variables['params'], keep)}
       curve.append({'ratio': ratio, 'pruned': pruning.pruned_count(ratio, len(order)),
-                    **_accuracies(config, b.model, pruned, data, backdoor)})
+                    **measure(pruned)})
     return {'order': [int(i) for i in order], 'activations': [float(a) for a in activations],
             'curve': curve}
 
@@ -240,8 +248,27 @@ def fine_pruning(config, data: Dataset, workdir: str, backdoor, untouched) -> di
   return results
 
 
+def stage_count(config, data: Dataset) -> int:
+  """How many stage activations the configured model sows (shapes only, nothing runs)."""
+  m = config.model
+  model = create_model(m.name, data.num_classes, m.width, m.dtype, m.norm)
+  x = jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32)
+
+  def stages(x):
+    variables = model.init(jax.random.key(0), x, train=False)
+    _, state = model.apply(variables, x, train=False, mutable=['intermediates'])
+    return state['intermediates']['stages']
+
+  return len(jax.eval_shape(stages, x))
+
+
 def attention_distillation(config, data: Dataset, workdir: str, backdoor, untouched) -> dict:
   d = config.defense
+  available = stage_count(config, data)
+  if len(d.nad_betas) > available:
+    raise ConfigError('defense.nad_betas', d.nad_betas,
+                      f'weighs {len(d.nad_betas)} stages, but model {config.model.name!r} has '
+                      f'{available}: give at most {available} weights (the last stages)')
   b = train_backdoored(config, data, workdir, backdoor, untouched)
   n_clean = len(b.clean.y_train)
   start = dict(b.variables)
