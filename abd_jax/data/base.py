@@ -42,6 +42,11 @@ class Dataset:
       raise DatasetError(f'{self.name}: train images {self.x_train.shape[1:]} and test images '
                          f'{self.x_test.shape[1:]} differ in shape')
 
+  def train_rows(self, rows: np.ndarray) -> 'Dataset':
+    """The same dataset with only the training rows `rows` (bool mask [N] or indices);
+    the test split is kept. The defenses train on such subsets."""
+    return dataclasses.replace(self, x_train=self.x_train[rows], y_train=self.y_train[rows])
+
   @property
   def image_shape(self) -> tuple[int, int, int]:
     """(H, W, C) of one image."""

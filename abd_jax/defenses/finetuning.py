@@ -70,10 +70,6 @@ def clean_reserve(num_train: int, untouched: np.ndarray, fraction: float, seed: 
   return reserve
 
 
-def _subset(data: Dataset, rows: np.ndarray) -> Dataset:
-  return dataclasses.replace(data, x_train=data.x_train[rows], y_train=data.y_train[rows])
-
-
 def backdoored_config(config: ml_collections.ConfigDict,
                       keep: tuple[str, ...] = ('clean_fraction',)) -> ml_collections.ConfigDict:
   """The config of WORKDIR/backdoored: the run's own training without a defense; of the
@@ -172,7 +168,7 @@ def train_backdoored(config, data: Dataset, workdir: str, backdoor, untouched) -
   have held the reserve's images, as in NAD's own setup; an fp / nad workdir's did not)."""
   reserve = clean_reserve(len(data.y_train), untouched, config.defense.clean_fraction,
                           config.seed)
-  rest, clean = _subset(data, ~reserve), _subset(data, reserve)
+  rest, clean = data.train_rows(~reserve), data.train_rows(reserve)
   if config.defense.backdoored_workdir:
     _, results, model, variables = _stored_backdoored(config.defense.backdoored_workdir,
                                                       config, data)
@@ -271,7 +267,6 @@ def attention_distillation(config, data: Dataset, workdir: str, backdoor, untouc
                       f'{available}: give at most {available} weights (the last stages)')
   b = train_backdoored(config, data, workdir, backdoor, untouched)
   n_clean = len(b.clean.y_train)
-  start = dict(b.variables)
   tconfig = finetune_config(
       backdoored_config(config, ('clean_fraction', 'backdoored_workdir', 'finetune_epochs',
                                  'finetune_lr')),
@@ -279,7 +274,8 @@ def attention_distillation(config, data: Dataset, workdir: str, backdoor, untouc
   teacher_dir = os.path.join(workdir, TEACHER_DIR)
   teacher_results = run_once(
       tconfig, teacher_dir,
-      lambda c, rd: train_and_evaluate(c, b.clean, rd, backdoor=backdoor, init_variables=start),
+      lambda c, rd: train_and_evaluate(c, b.clean, rd, backdoor=backdoor,
+                                       init_variables=b.variables),
       'NAD teacher')
   _, teacher = load_run_variables(teacher_dir, data, fallback=tconfig)
   sconfig = finetune_config(config, n_clean, d.nad_epochs, d.finetune_lr)
@@ -287,7 +283,7 @@ def attention_distillation(config, data: Dataset, workdir: str, backdoor, untouc
       sconfig, b.clean, workdir, backdoor=backdoor,
       objective=Objective('nad', nad_power=float(d.nad_power)),
       extra_hp={'teacher': teacher, 'nad_betas': np.asarray(d.nad_betas, np.float32)},
-      init_variables=start)
+      init_variables=b.variables)
   results.update(_defense_keys(b))
   results.update({f'teacher_{k}': teacher_results[k] for k in REPORTED if k in teacher_results})
   return results

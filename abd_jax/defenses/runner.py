@@ -31,7 +31,6 @@ and a figure:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -211,8 +210,7 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
     raise ConfigError(f'defense.{field}', config.defense[field],
                       f'the {name} defense kept {int(kept.sum())} of {len(kept)} training samples, '
                       f'fewer than one batch (train.batch_size = {config.train.batch_size})')
-  purified = dataclasses.replace(data, x_train=data.x_train[kept], y_train=data.y_train[kept])
-  results = train_and_evaluate(config, purified, workdir, backdoor=backdoor)
+  results = train_and_evaluate(config, data.train_rows(kept), workdir, backdoor=backdoor)
   results.update(summary)
   return results
 
@@ -448,25 +446,22 @@ def _anti_backdoor_learning(config, data: Dataset, workdir: str, backdoor,
     isolated = np.asarray(saved['removed'], bool)
   start = variables
   if d.abl_finetune_epochs > 0:
-    rest = dataclasses.replace(data, x_train=data.x_train[~isolated], y_train=data.y_train[~isolated])
     epochs = d.abl_finetune_epochs
     fconfig = _abl_phase_config(config, epochs=epochs, lr_decay=0.1,
                                 milestones=(max(1, round(2 * epochs / 3)),) if epochs > 1 else ())
     fconfig.defense.update({k: base[k] for k in later[1:]})
     ft_dir = os.path.join(workdir, ABL_FINETUNE_DIR)
     fresults = run_once(fconfig, ft_dir,
-                        lambda c, rd: train_and_evaluate(c, rest, rd, backdoor=backdoor,
+                        lambda c, rd: train_and_evaluate(c, data.train_rows(~isolated), rd,
+                                                         backdoor=backdoor,
                                                          init_variables=variables),
                         'ABL fine-tuning')
     summary.update({f'finetune_{k}': fresults[k] for k in DETECTOR_KEYS if k in fresults})
     _, start = load_run_variables(ft_dir, data, fallback=fconfig)
-  bad = dataclasses.replace(data, x_train=data.x_train[isolated], y_train=data.y_train[isolated])
-  uconfig = _abl_phase_config(config, epochs=d.abl_unlearn_epochs, lr=d.abl_unlearn_lr,
-                              milestones=(), batch_size=min(config.train.batch_size,
-                                                            int(isolated.sum())))
+  uconfig = finetuning.finetune_config(config, int(isolated.sum()), d.abl_unlearn_epochs,
+                                       d.abl_unlearn_lr)
   uconfig.dataset.update(crop_padding=0, flip=False)
-  uconfig.perturb.name = 'none'
-  results = train_and_evaluate(uconfig, bad, workdir, backdoor=backdoor,
+  results = train_and_evaluate(uconfig, data.train_rows(isolated), workdir, backdoor=backdoor,
                                objective=Objective('ascent'), init_variables=start)
   results.update(summary)
   return results

@@ -93,15 +93,15 @@ def get_programs(config: ml_collections.ConfigDict, num_train: int, num_classes:
                    sort_keys=True)
   if key not in _CACHE:
     _CACHE[key] = _build(config, num_train, num_classes, tuple(image_shape), mesh, stacked,
-                         objective)
+                         objective, dp)
   return _CACHE[key]
 
 
-def _build(config, num_train, num_classes, image_shape, mesh, stacked, objective) -> Programs:
+def _build(config, num_train, num_classes, image_shape, mesh, stacked, objective,
+           dp) -> Programs:
   spe = num_train // config.train.batch_size
   model = create_model(config.model.name, num_classes, config.model.width, config.model.dtype,
                        config.model.norm)
-  dp = dp_settings(config)
   tx = make_optimizer(config.train, spe, dp)
   p, e = config.perturb, config.eval
   step = make_train_step(model, make_perturbation(p.name, p.steps, p.random_start, p.unroll),
