@@ -29,11 +29,16 @@ DTYPES = ('float32', 'bfloat16')
 BN_MODES = ('eval', 'batch')
 UNROLL_MODES = ('auto', 'full', 'none')
 DEFENSE_NAMES = ('none', 'pgd_steps', 'pipeline', 'aabl', 'spectral', 'activation_clustering',
-                 'fp', 'nad', 'dpsgd', 'abl')
+                 'fp', 'nad', 'dpsgd', 'abl', 'dbd', 'dst', 'cbd')
+# A-ABL's (AISec'24, Table 3) training-time comparison defenses besides ABL.
+AABL_BASELINES = ('dbd', 'dst', 'cbd')
+DST_TRAININGS = ('secure', 'at_clean', 'at_clean_suspicious')
 # The comparison defenses of Gao et al. (TNNLS'23); fp and nad assume a small clean set
 # (defense.clean_fraction of the training set).
 GAO_BASELINES = ('fp', 'nad', 'dpsgd', 'abl')
 AC_REDUCTIONS = ('ica', 'pca')
+# A-ABL stage 2: the iFGSM probe, or a strong augmentation (data.strong_augment.POLICIES).
+SPLIT_METHODS = ('ifgsm', 'randaugment', 'autoaugment')
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -102,7 +107,9 @@ def base_config() -> ml_collections.ConfigDict:
       # Algorithm 1 (ICLR'22): signed-gradient steps of size step_size, at most max_steps.
       step_size=2 / 255, max_steps=100, count_every_epochs=0,
       # A-ABL stage 2: iFGSM probe, symmetric cross-entropy, Otsu split.
-      split_eps=2 / 255, split_step_size=2 / 255, split_steps=5,
+      # split_method: 'ifgsm', or a strong augmentation in its place (A-ABL Table 5:
+      # 'randaugment', 'autoaugment').
+      split_method='ifgsm', split_eps=2 / 255, split_step_size=2 / 255, split_steps=5,
       sce_alpha=0.1, sce_beta=1.0, sce_label_clamp=1e-4,
       # Activation clustering: reduce to ac_dims, 2-means, flag a cluster <= ac_size_threshold.
       ac_dims=10, ac_reduction='ica', ac_size_threshold=0.35,
@@ -127,7 +134,28 @@ def base_config() -> ml_collections.ConfigDict:
       # the abl_isolation_ratio lowest-loss samples, train abl_finetune_epochs on the rest,
       # then unlearn (gradient ascent) on the isolated ones for abl_unlearn_epochs.
       abl_gamma=0.5, abl_isolation_epochs=20, abl_isolation_ratio=0.01,
-      abl_finetune_epochs=60, abl_unlearn_epochs=20, abl_unlearn_lr=5e-4))
+      abl_finetune_epochs=60, abl_unlearn_epochs=20, abl_unlearn_lr=5e-4,
+      # DBD (Huang et al., ICLR'22; `dbd`): SimCLR pre-training, a linear head on the frozen
+      # backbone with SCE (sce_* fields), the dbd_labelled_fraction lowest-SCE samples kept
+      # labelled; the configured training is the MixMatch fine-tuning of the whole model.
+      dbd_simclr_epochs=100, dbd_simclr_batch=512, dbd_simclr_lr=0.4, dbd_temperature=0.5,
+      dbd_projection_dim=128, dbd_warmup_epochs=10, dbd_warmup_lr=0.002,
+      dbd_labelled_fraction=0.5, dbd_lambda_u=15.0, dbd_sharpen_t=0.5, dbd_mix_alpha=0.75,
+      # D-ST (Chen et al., NeurIPS'22; `dst`): a CE model without augmentation, fine-tuned
+      # with the class-centre loss, scores the sensitivity to rotation + translation (FCT);
+      # the dst_clean_ratio lowest are clean, the dst_poison_ratio highest poisoned. Then
+      # dst_train = 'secure': semi-supervised contrastive learning, and the configured
+      # training is the mixed-CE linear head; or the configured training from scratch on
+      # the clean ('at_clean') or clean + uncertain ('at_clean_suspicious') samples (A-ABL
+      # Table 4).
+      dst_sd_epochs=2, dst_sd_lr=0.01, dst_sd_finetune_epochs=10, dst_clean_ratio=0.2,
+      dst_poison_ratio=0.05, dst_train='secure', dst_contrastive_epochs=200,
+      dst_contrastive_batch=512, dst_contrastive_lr=0.5, dst_temperature=0.1,
+      dst_base_temperature=0.07, dst_ascent_weight=0.001,
+      # CBD (Zhang et al., CVPR'23; `cbd`): the backdoored model f_B trained for
+      # cbd_backdoor_epochs at train.lr; the configured training is the deconfounded model,
+      # with f_B's sample weights and cbd_mi_weight·I(f_B features; features) (0 = no critic).
+      cbd_backdoor_epochs=5, cbd_mi_weight=0.01, cbd_critic_lr=0.2))
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, max_to_keep=2))
   c.log = ml_collections.ConfigDict(dict(progress=True, every_steps=10))
@@ -353,6 +381,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _number_in('defense.step_size', df.step_size, 0.0, 1.0, low_open=True)
   _int_at_least('defense.max_steps', df.max_steps, 1)
   _int_at_least('defense.count_every_epochs', df.count_every_epochs, 0)
+  _one_of('defense.split_method', df.split_method, SPLIT_METHODS)
   _number_in('defense.split_eps', df.split_eps, 0.0, 1.0)
   _number_in('defense.split_step_size', df.split_step_size, 0.0, 1.0)
   _int_at_least('defense.split_steps', df.split_steps, 1)
@@ -403,6 +432,33 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _int_at_least('defense.abl_finetune_epochs', df.abl_finetune_epochs, 0)
   _int_at_least('defense.abl_unlearn_epochs', df.abl_unlearn_epochs, 1)
   _number_in('defense.abl_unlearn_lr', df.abl_unlearn_lr, 0.0, 10.0, low_open=True)
+  for field in ('dbd_simclr_epochs', 'dbd_simclr_batch', 'dbd_projection_dim', 'dbd_warmup_epochs',
+                'dst_sd_epochs', 'dst_contrastive_epochs', 'dst_contrastive_batch',
+                'cbd_backdoor_epochs'):
+    _int_at_least(f'defense.{field}', df[field], 1)
+  _int_at_least('defense.dst_sd_finetune_epochs', df.dst_sd_finetune_epochs, 0)
+  for field in ('dbd_simclr_lr', 'dbd_warmup_lr', 'dst_sd_lr', 'dst_contrastive_lr',
+                'cbd_critic_lr'):
+    _number_in(f'defense.{field}', df[field], 0.0, 100.0, low_open=True)
+  for field in ('dbd_temperature', 'dbd_sharpen_t', 'dst_temperature', 'dst_base_temperature'):
+    _number_in(f'defense.{field}', df[field], 0.0, 100.0, low_open=True)
+  _number_in('defense.dbd_labelled_fraction', df.dbd_labelled_fraction, 0.0, 1.0,
+             low_open=True, high_open=True)
+  _number_in('defense.dbd_lambda_u', df.dbd_lambda_u, 0.0, 1e4)
+  _number_in('defense.dbd_mix_alpha', df.dbd_mix_alpha, 0.0, 100.0, low_open=True)
+  _number_in('defense.dst_clean_ratio', df.dst_clean_ratio, 0.0, 1.0, low_open=True)
+  _number_in('defense.dst_poison_ratio', df.dst_poison_ratio, 0.0, 1.0)
+  if df.dst_clean_ratio + df.dst_poison_ratio > 1.0:
+    raise ConfigError('defense.dst_poison_ratio', df.dst_poison_ratio,
+                      f'dst_clean_ratio + dst_poison_ratio must be at most 1 '
+                      f'(dst_clean_ratio = {df.dst_clean_ratio:g})')
+  _one_of('defense.dst_train', df.dst_train, DST_TRAININGS)
+  _number_in('defense.dst_ascent_weight', df.dst_ascent_weight, 0.0, 1e3)
+  _number_in('defense.cbd_mi_weight', df.cbd_mi_weight, 0.0, 1e3)
+  if df.name == 'dbd' and c.perturb.name != 'none':
+    raise ConfigError('perturb.name', c.perturb.name,
+                      "defense.name='dbd' trains with MixMatch, which has no inner maximization "
+                      "or mixing regime: must be 'none'")
   _int_at_least('checkpoint.every_epochs', c.checkpoint.every_epochs, 1)
   _int_at_least('checkpoint.max_to_keep', c.checkpoint.max_to_keep, 1)
   _int_at_least('log.every_steps', c.log.every_steps, 1)
@@ -466,6 +522,14 @@ def apply_digits_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   # 15-epoch digits run.
   c.defense.update(finetune_epochs=40, finetune_lr=0.05, nad_epochs=40,
                    abl_isolation_epochs=5, abl_finetune_epochs=10, abl_unlearn_epochs=5)
+  # dbd / dst: contrastive phases on batches of 128 (a 512 batch is a third of digits);
+  # the final phases scaled like the 15-epoch digits run.
+  c.defense.update(dbd_simclr_epochs=40, dbd_simclr_batch=128, dst_sd_epochs=3,
+                   dst_contrastive_epochs=40, dst_contrastive_batch=128, cbd_backdoor_epochs=3)
+  if c.defense.name == 'dbd':
+    c.train.update(epochs=15, optimizer='adam', lr=0.002, weight_decay=0.0, milestones=())
+  if c.defense.name == 'dst' and c.defense.dst_train == 'secure':
+    c.train.update(epochs=20, batch_size=128, lr=1.0, weight_decay=0.0, milestones=())
   return c
 
 
@@ -573,6 +637,28 @@ def apply_defense(c: ml_collections.ConfigDict, name: str) -> ml_collections.Con
   if name == 'aabl':
     c.train.update(epochs=100, milestones=(50, 75, 90), lr=0.1, lr_decay=0.1)
     c.perturb.update(name='linf', eps=8 / 255, step_size=2 / 255, steps=10)
+  if name in AABL_BASELINES:  # their own training, no AT
+    c.perturb.name = 'none'
+  if name == 'dbd':  # the MixMatch fine-tuning: Adam 2e-3, 190 epochs (+ 10 of warm-up)
+    c.train.update(epochs=190, batch_size=128, optimizer='adam', lr=0.002, weight_decay=0.0,
+                   milestones=())
+  if name == 'dst':  # the linear head: SGD lr 5, no decay, batch 512, 10 epochs
+    c.train.update(epochs=10, batch_size=512, optimizer='sgd', lr=5.0, momentum=0.9,
+                   weight_decay=0.0, milestones=())
+  if name == 'cbd':  # f_D: SGD 0.1 (÷10 at 20 and 70), wd 1e-4, batch 64, 100 epochs
+    c.train.update(epochs=100, batch_size=64, optimizer='sgd', lr=0.1, momentum=0.9,
+                   weight_decay=1e-4, milestones=(20, 70), lr_decay=0.1)
+  return c
+
+
+def apply_dst_adversarial(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A-ABL Table 4: PGD-AT from scratch (A-ABL's stage 3: 8/255, 10 steps of 2/255, 100
+  epochs, lr 0.1 ÷ 10 at 50, 75, 90) on D-ST's clean + uncertain samples."""
+  c = apply_cifar10_recipe(c) if c.dataset.name == 'cifar10' else c
+  c.defense.dst_train = 'at_clean_suspicious'
+  c.train.update(epochs=100, batch_size=128, optimizer='sgd', lr=0.1, momentum=0.9,
+                 weight_decay=5e-4, milestones=(50, 75, 90), lr_decay=0.1)
+  c.perturb.update(name='linf', eps=8 / 255, step_size=2 / 255, steps=10)
   return c
 
 

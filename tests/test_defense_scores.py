@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from abd_jax.defenses.clustering import activation_clusters
 from abd_jax.defenses.otsu import otsu_split, otsu_threshold
-from abd_jax.defenses.sce import symmetric_cross_entropy
+from abd_jax.train.sce import symmetric_cross_entropy
 from abd_jax.defenses.spectral import remove_top_per_class, spectral_scores
 
 

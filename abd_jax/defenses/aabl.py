@@ -7,21 +7,29 @@ after the attack is the splitting score. Otsu's threshold on the scores separate
 low-loss, adversarially *robust* group D_rob (where poisons with a memorized patch
 trigger sit: the model keeps predicting the target label under the perturbation) from
 the high-loss, *vulnerable* group D_vul, which is kept for stage 3 (PGD-AT from scratch).
+
+Table 5's ablation replaces the adversarial perturbation by a strong augmentation
+(`defense.split_method` = 'randaugment' | 'autoaugment', `augmented_sce`): the score is
+the SCE of one augmented draw of each sample, split the same way. A poison whose trigger
+survives the augmentation keeps a low loss, as under iFGSM; a trigger the augmentation
+destroys (and every clean sample the augmentation confuses) lands in D_vul.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from abd_jax.data.strong_augment import POLICIES
 from abd_jax.defenses.otsu import otsu_split
 from abd_jax.defenses.scoring import map_samples
-from abd_jax.defenses.sce import symmetric_cross_entropy
 from abd_jax.perturb import attack_logits_fn
 from abd_jax.perturb.base import resolve_unroll
 from abd_jax.perturb.linf import ifgsm
+from abd_jax.train.sce import symmetric_cross_entropy
 
 
 def adversarial_sce(model, variables: dict, images: np.ndarray, labels: np.ndarray, *,
@@ -41,6 +49,26 @@ def adversarial_sce(model, variables: dict, images: np.ndarray, labels: np.ndarr
         'alpha': jnp.float32(sce_alpha), 'beta': jnp.float32(sce_beta),
         'clamp': jnp.float32(label_clamp)}
   return map_samples(per_batch, variables, images, labels, batch_size, mesh, hp)
+
+
+def augmented_sce(model, variables: dict, images: np.ndarray, labels: np.ndarray, *,
+                  policy: str, key: jax.Array, sce_alpha: float, sce_beta: float,
+                  label_clamp: float, batch_size: int, mesh) -> np.ndarray:
+  """float32 [N]: SCE(f(A(x_i)), y_i) for one draw of the augmentation `policy` (a key of
+  `strong_augment.POLICIES`) per sample, drawn with `fold_in(key, i)` on the device, so the
+  scores do not depend on the batch size. BatchNorm on its running statistics."""
+  augment = POLICIES[policy]
+
+  def per_batch(variables, x, y, valid, rows, hp):
+    del valid
+    keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(rows)
+    x_aug = jax.vmap(lambda k, xi: augment(k, xi[None])[0])(keys, x)
+    logits = model.apply(variables, x_aug, train=False)
+    return symmetric_cross_entropy(logits, y, hp['alpha'], hp['beta'], hp['clamp'])
+
+  hp = {'alpha': jnp.float32(sce_alpha), 'beta': jnp.float32(sce_beta),
+        'clamp': jnp.float32(label_clamp)}
+  return map_samples(per_batch, variables, images, labels, batch_size, mesh, hp, with_rows=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,12 +21,20 @@
     abl                    anti-backdoor learning: LGA isolation in WORKDIR/isolation, the
                            lowest-loss samples isolated, WORKDIR/finetune on the rest, then
                            unlearning (`abl`)
+    dbd                    decoupling: SimCLR backbone (WORKDIR/simclr), linear head with SCE
+                           (WORKDIR/warmup), the low-SCE half labelled, MixMatch (`dbd`)
+    dst                    D-ST: FCT sensitivity of an SD model (WORKDIR/sd, sd_finetune), a
+                           clean / uncertain / poisoned split, then contrastive learning
+                           (WORKDIR/contrastive) + a mixed-CE head, or AT on the split (`dst`)
+    cbd                    CBD: an early backdoored model (WORKDIR/backdoored), then the
+                           configured training reweighted against it with an MI penalty (`cbd`)
 
-Every detecting defense (all but fp, nad, dpsgd) writes `detection.npz` (per-sample score,
+Every detecting defense (all but fp, nad, dpsgd, cbd) writes `detection.npz` (per-sample score,
 removed flag, poison flag) and `detection.json` (its result keys) in the workdir before the
 final training, so a run killed in its last phase resumes there without scoring again,
 and a figure:
-`step_counts.png`, `sce_split.png`, `detection_scores.png` or `abl_split.png`.
+`step_counts.png`, `sce_split.png`, `detection_scores.png`, `abl_split.png`, `dbd_split.png`
+or `dst_split.png`.
 """
 
 from __future__ import annotations
@@ -40,10 +48,11 @@ import ml_collections
 import numpy as np
 
 from abd_jax import config as config_lib
-from abd_jax import evaluate, parallel, plots, workdir as workdir_lib
+from abd_jax import evaluate, parallel, plots
 from abd_jax.data import Dataset
-from abd_jax.defenses import aabl, abl, detection, finetuning, scoring
+from abd_jax.defenses import aabl, abl, cbd, dbd, detection, dst, finetuning, scoring
 from abd_jax.defenses.clustering import activation_clusters
+from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
 from abd_jax.defenses.spectral import remove_top_per_class, spectral_scores
 from abd_jax.defenses.step_count import count_dataset_steps
 from abd_jax.errors import ConfigError
@@ -174,11 +183,17 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
     return run(config, data, workdir, backdoor, untouched)
   if name == 'abl':
     return _anti_backdoor_learning(config, data, workdir, backdoor, poisoned)
+  if name == 'dbd':
+    return dbd.decoupling(config, data, workdir, backdoor, poisoned)
+  if name == 'dst':
+    return dst.secure_training(config, data, workdir, backdoor, poisoned)
+  if name == 'cbd':
+    return cbd.deconfounded_training(config, data, workdir, backdoor)
   check_removal_keeps_a_batch(config, data.y_train, poisoned)
   if name == 'pgd_steps':
     hook = _count_during_training(config, data, poisoned, workdir)
     results = train_and_evaluate(config, data, workdir, backdoor=backdoor, epoch_hook=hook)
-    results.update(_cached(workdir, lambda: _count_and_remove(config, data, poisoned, workdir)))
+    results.update(cached(workdir, lambda: _count_and_remove(config, data, poisoned, workdir)))
     return results
 
   phase_dir = os.path.join(workdir, PHASE_DIRS[name])
@@ -190,17 +205,17 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
         lambda c, d: train_with_defense(c, data, d, backdoor, poisoned), f'{name} detector')
     if name == 'pipeline':  # phase 1 is a pgd_steps run: take over its detection
       # (computed again from phase 1's final model should its detection files be damaged)
-      summary = _cached(phase_dir, lambda: _count_and_remove(dconfig, data, poisoned, phase_dir),
+      summary = cached(phase_dir, lambda: _count_and_remove(dconfig, data, poisoned, phase_dir),
                         announce=False)
       with np.load(os.path.join(phase_dir, DETECTION_NPZ)) as saved:
-        _save_npz(workdir, **saved)
+        save_npz(workdir, **saved)
     else:
       model, variables = load_run_variables(phase_dir, data, fallback=dconfig)
       summary = DETECTORS[name](config, model, variables, data, poisoned, workdir)
     summary.update({f'detector_{k}': dresults[k] for k in DETECTOR_KEYS if k in dresults})
     return summary
 
-  summary = _cached(workdir, detect)
+  summary = cached(workdir, detect)
   with np.load(os.path.join(workdir, DETECTION_NPZ)) as saved:
     kept = ~saved['removed']
   if kept.sum() < config.train.batch_size:
@@ -213,60 +228,6 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
   results = train_and_evaluate(config, data.train_rows(kept), workdir, backdoor=backdoor)
   results.update(summary)
   return results
-
-
-DETECTION_JSON, DETECTION_NPZ = 'detection.json', 'detection.npz'
-
-
-def _saved_detection(workdir: str) -> tuple[dict | None, str | None]:
-  """(the summary in detection.json, None) when it and detection.npz are readable;
-  (None, why not) when detection.json exists but they are not; (None, None) when there is
-  no detection.json (none was finished: detection.json is written last)."""
-  path, npz = os.path.join(workdir, DETECTION_JSON), os.path.join(workdir, DETECTION_NPZ)
-  if not os.path.exists(path):
-    return None, None
-  try:
-    summary = workdir_lib.read_json(path)
-  except (OSError, ValueError, UnicodeDecodeError) as e:
-    return None, f'{path} cannot be read ({" ".join(str(e).split())[:120]})'
-  if not isinstance(summary, dict) or 'removed_total' not in summary:
-    return None, f'{path} does not hold a detection summary'
-  if not os.path.exists(npz):
-    return None, f'{npz} is missing'
-  try:
-    with np.load(npz) as saved:
-      removed = np.asarray(saved['removed'])
-      if removed.dtype != bool or int(removed.sum()) != summary['removed_total']:
-        raise ValueError('its removed flags do not match detection.json')
-  except Exception as e:  # zipfile, numpy and pickle raise many types for a damaged file
-    return None, f'{npz} cannot be read ({type(e).__name__}: {" ".join(str(e).split())[:120]})'
-  return summary, None
-
-
-def _cached(workdir: str, compute, announce: bool = True) -> dict:
-  """`compute()`'s summary (it saves detection.npz itself), or the one an earlier,
-  interrupted run of this workdir left in detection.json. Damaged detection files are
-  computed again (from the same model: the result is the same), with one warning."""
-  summary, problem = _saved_detection(workdir)
-  if summary is None:
-    if problem is not None:
-      logging.warning('%s; computing the detection in %s again', problem, workdir)
-    summary = compute()
-    if jax.process_index() == 0:
-      workdir_lib.write_json(os.path.join(workdir, DETECTION_JSON), summary)
-  if announce:
-    print(f'defense ({workdir}): {detection.describe(summary)}')
-  return summary
-
-
-def _save_npz(workdir: str, **arrays) -> None:
-  """Atomic: a kill never leaves half a detection.npz behind."""
-  if jax.process_index() != 0:
-    return
-  path = os.path.join(workdir, DETECTION_NPZ)
-  with open(path + '.tmp', 'wb') as f:
-    np.savez(f, **arrays)
-  os.replace(path + '.tmp', path)
 
 
 STEP_COUNTS_DIR = 'step_counts'
@@ -315,7 +276,7 @@ def _count_and_remove(config, data: Dataset, poisoned: np.ndarray, workdir: str)
   removed = detection.remove_top(counts.steps,
                                  detection.removal_count(assumed_rate(config, poisoned), n,
                                                          d.removal_factor))
-  _save_npz(workdir, score=counts.steps, removed=removed, poisoned=poisoned,
+  save_npz(workdir, score=counts.steps, removed=removed, poisoned=poisoned,
             max_steps=np.int32(d.max_steps))
   summary = detection.detection_summary(removed, poisoned, counts.steps)
   summary.update(_step_statistics(counts.steps, poisoned),
@@ -343,21 +304,27 @@ def _count_and_remove(config, data: Dataset, poisoned: np.ndarray, workdir: str)
 
 def _aabl_split(config, model, variables, data: Dataset, poisoned: np.ndarray, workdir: str):
   d = config.defense
-  losses = aabl.adversarial_sce(
-      model, variables, data.x_train, data.y_train, eps=d.split_eps, step_size=d.split_step_size,
-      steps=d.split_steps, sce_alpha=d.sce_alpha, sce_beta=d.sce_beta,
-      label_clamp=d.sce_label_clamp, batch_size=config.eval.batch_size,
-      mesh=parallel.make_mesh(), unroll=config.perturb.unroll)
+  sce = dict(sce_alpha=d.sce_alpha, sce_beta=d.sce_beta, label_clamp=d.sce_label_clamp,
+             batch_size=config.eval.batch_size, mesh=parallel.make_mesh())
+  if d.split_method == 'ifgsm':
+    losses = aabl.adversarial_sce(model, variables, data.x_train, data.y_train,
+                                  eps=d.split_eps, step_size=d.split_step_size,
+                                  steps=d.split_steps, unroll=config.perturb.unroll, **sce)
+  else:  # Table 5: a strong augmentation in place of the adversarial perturbation
+    key = jax.random.fold_in(jax.random.key(config.seed), SPLIT_KEY)
+    losses = aabl.augmented_sce(model, variables, data.x_train, data.y_train,
+                                policy=d.split_method, key=key, **sce)
   split = aabl.split_by_vulnerability(losses)
   removed = ~split.vulnerable
-  _save_npz(workdir, score=split.losses, removed=removed, poisoned=poisoned,
+  save_npz(workdir, score=split.losses, removed=removed, poisoned=poisoned,
             threshold=np.float64(split.threshold))
   # A low loss under attack marks a sample as robust, i.e. suspicious: score = -loss.
   summary = detection.detection_summary(removed, poisoned, -split.losses)
   summary['otsu_threshold'] = split.threshold
   if jax.process_index() == 0:
+    how = 'after iFGSM' if d.split_method == 'ifgsm' else f'under {d.split_method}'
     plots.loss_split_histogram(os.path.join(workdir, 'sce_split.png'), split.losses, poisoned,
-                               split.threshold)
+                               split.threshold, xlabel=f'symmetric cross-entropy {how}')
   return summary
 
 
@@ -385,12 +352,14 @@ def _activation_clustering(config, model, variables, data: Dataset, poisoned: np
 
 
 def _score_summary(workdir, scores, removed, poisoned, xlabel) -> dict:
-  _save_npz(workdir, score=scores, removed=removed, poisoned=poisoned)
+  save_npz(workdir, score=scores, removed=removed, poisoned=poisoned)
   if jax.process_index() == 0:
     plots.score_histogram(os.path.join(workdir, 'detection_scores.png'), scores, poisoned,
                           removed, xlabel)
   return detection.detection_summary(removed, poisoned, scores)
 
+
+SPLIT_KEY = 0x5B1  # the augmentation split's stream of the seed (independent of training)
 
 DETECTORS = {'aabl': _aabl_split, 'spectral': _spectral,
              'activation_clustering': _activation_clustering}
@@ -427,7 +396,7 @@ def _anti_backdoor_learning(config, data: Dataset, workdir: str, backdoor,
     losses = abl.sample_losses(model, variables, data.x_train, data.y_train,
                                config.eval.batch_size, parallel.make_mesh())
     isolated = abl.isolate_lowest(losses, d.abl_isolation_ratio)
-    _save_npz(workdir, score=losses, removed=isolated, poisoned=poisoned)
+    save_npz(workdir, score=losses, removed=isolated, poisoned=poisoned)
     threshold = float(losses[isolated].max())
     if jax.process_index() == 0:
       plots.loss_split_histogram(
@@ -441,7 +410,7 @@ def _anti_backdoor_learning(config, data: Dataset, workdir: str, backdoor,
     summary.update({f'isolation_{k}': iresults[k] for k in DETECTOR_KEYS if k in iresults})
     return summary
 
-  summary = _cached(workdir, isolate)
+  summary = cached(workdir, isolate)
   with np.load(os.path.join(workdir, DETECTION_NPZ)) as saved:
     isolated = np.asarray(saved['removed'], bool)
   start = variables

@@ -17,13 +17,15 @@ from abd_jax import evaluate, parallel
 
 
 def map_samples(fn: Callable[..., Any], variables: dict, images: np.ndarray, labels: np.ndarray,
-                batch_size: int, mesh, *args) -> Any:
+                batch_size: int, mesh, *args, with_rows: bool = False) -> Any:
   """`fn(variables, x, y, valid, *args) -> pytree of [B, ...]` over every sample.
 
   images: uint8 [N,H,W,C]; x is float32 [B,H,W,C] in [0, 1]; y int32 [B]; valid bool [B]
-  marks real samples (False on the padding of the last batch). Returns the pytree with
-  leaves [N, ...] as numpy arrays. All batches are dispatched before any is fetched, so
-  the device never waits on the host.
+  marks real samples (False on the padding of the last batch). With `with_rows`, fn is
+  called as `fn(variables, x, y, valid, rows, *args)`, rows int32 [B] the samples' indices
+  in the set (per-sample randomness by `fold_in(key, row)` then does not depend on the
+  batch size). Returns the pytree with leaves [N, ...] as numpy arrays. All batches are
+  dispatched before any is fetched, so the device never waits on the host.
   """
   eval_set = evaluate.make_eval_set(images, labels, batch_size, mesh)
   batch_size = eval_set.batch_size  # clamped to the set's size
@@ -34,6 +36,9 @@ def map_samples(fn: Callable[..., Any], variables: dict, images: np.ndarray, lab
     sl = lambda a: jax.lax.with_sharding_constraint(
         jax.lax.dynamic_slice_in_dim(a, index * batch_size, batch_size), sharding)
     x = sl(images).astype(jnp.float32) / 255.0
+    if with_rows:
+      rows = index * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
+      return fn(variables, x, sl(labels), sl(valid), rows, *args)
     return fn(variables, x, sl(labels), sl(valid), *args)
 
   outs = [run(variables, eval_set.images, eval_set.labels, eval_set.valid, jnp.int32(i), *args)

@@ -41,7 +41,7 @@ _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def create_model(name: str, num_classes: int, width: float = 1.0,
-                 dtype: str = 'float32', norm: str = 'batch') -> nn.Module:
+                 dtype: str = 'float32', norm: str = 'batch', head_hidden: int = 0) -> nn.Module:
   """Builds model `name` with `num_classes` outputs.
 
   width: channel multiplier; each layer gets max(1, round(channels * width)).
@@ -49,6 +49,8 @@ def create_model(name: str, num_classes: int, width: float = 1.0,
     statistics are float32 either way, and logits are returned as float32.
   norm: 'batch' (BatchNorm) or 'group' (GroupNorm, no batch statistics: what per-example
     gradients, i.e. DP-SGD, need).
+  head_hidden: > 0 puts a hidden Dense + ReLU of that size before the output layer (the
+    projection head of contrastive pre-training; `num_classes` is then its dimension).
   """
   if name not in _CONSTRUCTORS:
     raise ValueError(f'model.name: unknown model {name!r}; allowed: {", ".join(MODEL_NAMES)}')
@@ -61,7 +63,7 @@ def create_model(name: str, num_classes: int, width: float = 1.0,
   if int(num_classes) != num_classes or num_classes < 1:
     raise ValueError(f'num_classes: must be a positive integer, got {num_classes!r}')
   return _CONSTRUCTORS[name](num_classes=int(num_classes), width=float(width),
-                             dtype=_DTYPES[dtype], norm=norm)
+                             dtype=_DTYPES[dtype], norm=norm, head_hidden=int(head_hidden))
 
 
 __all__ = ['MODEL_NAMES', 'NORMS', 'check_image_size', 'create_model', 'scale_width', 'CNN', 'ResNet',

@@ -23,6 +23,7 @@ class CNN(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   norm: str = 'batch'
+  head_hidden: int = 0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -35,7 +36,7 @@ class CNN(nn.Module):
         x = max_pool_2x2(x)
       x = nn.relu(norm()(conv3x3(scale_width(channels, self.width))(x)))
       sow_stage(self, x)
-    return classifier_head(self, x, self.num_classes, self.dtype)
+    return classifier_head(self, x, self.num_classes, self.dtype, self.head_hidden)
 
 
 def max_pool_2x2(x):

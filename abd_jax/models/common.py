@@ -78,8 +78,13 @@ def sow_stage(module: nn.Module, x) -> None:
     module.sow('intermediates', 'stages', x)
 
 
-def classifier_head(module: nn.Module, x, num_classes: int, dtype: Dtype):
+def classifier_head(module: nn.Module, x, num_classes: int, dtype: Dtype, hidden: int = 0):
   """Global average pool + Dense; returns float32 logits [B, num_classes].
+
+  With `hidden` > 0 a Dense(hidden, 'head_hidden') + ReLU comes first: the MLP projection
+  head of contrastive learning (SimCLR), whose output dimension is then `num_classes`. The
+  backbone's parameter names are the same either way, so a classifier can start from a
+  contrastively trained backbone.
 
   The pooled features [B, C] are sown as ('intermediates', 'features'), so
   representation-based analyses can read them with
@@ -91,6 +96,8 @@ def classifier_head(module: nn.Module, x, num_classes: int, dtype: Dtype):
   x = jnp.mean(x, axis=(1, 2))
   if not module.is_initializing():
     module.sow('intermediates', 'features', x)
+  if hidden:
+    x = nn.relu(nn.Dense(hidden, dtype=dtype, param_dtype=jnp.float32, name='head_hidden')(x))
   x = nn.Dense(num_classes, dtype=dtype, param_dtype=jnp.float32,
                name='head')(x)
   # Losses (and their gradients w.r.t. inputs in attacks) are computed in

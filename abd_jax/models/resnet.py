@@ -108,6 +108,7 @@ class ResNet(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   norm: str = 'batch'
+  head_hidden: int = 0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -116,7 +117,7 @@ class ResNet(nn.Module):
         scale_width(64, self.width), name='stem_conv')(x)
     x = nn.relu(norm_layer(self.norm, train, self.dtype)(name='stem_bn')(x))
     x = _stages(self, x, self.stage_sizes, BasicBlock, train)
-    return classifier_head(self, x, self.num_classes, self.dtype)
+    return classifier_head(self, x, self.num_classes, self.dtype, self.head_hidden)
 
 
 class PreActResNet(nn.Module):
@@ -134,6 +135,7 @@ class PreActResNet(nn.Module):
   dtype: Dtype = jnp.float32
   final_norm: bool = True
   norm: str = 'batch'
+  head_hidden: int = 0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -144,7 +146,7 @@ class PreActResNet(nn.Module):
     if self.final_norm:
       final = lambda y: nn.relu(norm_layer(self.norm, train, self.dtype)(name='final_bn')(y))
     x = _stages(self, x, self.stage_sizes, PreActBlock, train, final)
-    return classifier_head(self, x, self.num_classes, self.dtype)
+    return classifier_head(self, x, self.num_classes, self.dtype, self.head_hidden)
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2))

@@ -32,6 +32,7 @@ class VGG(nn.Module):
   dtype: Dtype = jnp.float32
   cfg: tuple = VGG16_CFG
   norm: str = 'batch'
+  head_hidden: int = 0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -45,7 +46,7 @@ class VGG(nn.Module):
         sow_stage(self, x)
       else:
         x = nn.relu(norm()(conv3x3(scale_width(v, self.width))(x)))
-    return classifier_head(self, x, self.num_classes, self.dtype)
+    return classifier_head(self, x, self.num_classes, self.dtype, self.head_hidden)
 
 
 VGG16 = functools.partial(VGG, cfg=VGG16_CFG)

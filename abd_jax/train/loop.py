@@ -27,6 +27,7 @@ from abd_jax import evaluate, interrupt, parallel
 from abd_jax.data import Dataset
 from abd_jax.data.overlay import Overlaid, overlay_rows
 from abd_jax.train.checkpoint import Checkpointer
+from abd_jax.train.critic import CRITIC
 from abd_jax.train.objective import Objective
 from abd_jax.train.programs import Programs, get_programs
 from abd_jax.train.progress import Progress
@@ -83,6 +84,7 @@ class _Lanes:
   ckpt: Checkpointer
   mesh: Any
   show_progress: bool
+  evaluation: bool = True
 
   @property
   def size(self) -> int:
@@ -95,6 +97,8 @@ class _Lanes:
 
 def _evaluate(lanes: _Lanes, state, epoch: int, final: bool) -> list[dict]:
   e, ev = lanes.config.eval, lanes.programs.evaluator
+  if not lanes.evaluation:
+    return [{} for _ in range(lanes.size)]
   variables = state.variables
   out = {'clean_acc': ev.accuracy(variables, lanes.test_set)}
   if e.robust:
@@ -202,7 +206,8 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
             f'{lanes.names[g]}: the training diverged (its weights are not finite); '
             'lower train.lr or check the data.')
   finals = _evaluate(lanes, state, epochs, final=True)
-  num_params = int(sum(x.size for x in jax.tree.leaves(state.params))) // (
+  model_params = {k: v for k, v in state.params.items() if k != CRITIC}  # not CBD's critic
+  num_params = int(sum(x.size for x in jax.tree.leaves(model_params))) // (
       lanes.size if programs.stacked else 1)
   results: list[dict | TrainingDivergedError] = []
   for g, (final, train_part, writer) in enumerate(zip(finals, last_train, lanes.writers)):
@@ -241,7 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
                        backdoor: evaluate.BackdoorTestSet | None = None,
                        epoch_hook: Callable[[Any, dict, int], dict] | None = None,
                        objective: Objective = Objective(), extra_hp: dict | None = None,
-                       init_variables: dict | None = None) -> dict:
+                       init_variables: dict | None = None, evaluation: bool = True) -> dict:
   """Trains on `data.x_train` with the configured perturbation, evaluates on the test set
   (and on `backdoor`'s triggered test set: `asr`, `backdoor_acc`), and returns the final
   metrics. Resumes from `workdir/checkpoints` when one exists. `epoch_hook(model,
@@ -250,7 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
 
   The defenses that fine-tune pass `init_variables` ({'params', 'batch_stats'}: where a
   fresh run starts instead of the seed's initialization; the optimizer state starts
-  fresh), the step's `objective` and its traced inputs `extra_hp` (see `objective`)."""
+  fresh), the step's `objective` and its traced inputs `extra_hp` (see `objective`).
+  `evaluation=False` skips every evaluation (a contrastive pre-training phase has no
+  classifier to evaluate): the results hold the training metrics only."""
   mesh = parallel.make_mesh()
   config_lib.validate_for_devices(config, jax.device_count())
   is_writer = jax.process_index() == 0
@@ -261,7 +268,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
   state = programs.init(keys['init'])
   if init_variables is not None:  # host copies: the step donates the state's buffers
     start = jax.device_get(init_variables)
-    state = state.replace(params=start['params'], batch_stats=start.get('batch_stats', {}))
+    state = state.replace(params=_start_from(state.params, start['params']),
+                          batch_stats=_start_from(state.batch_stats, start.get('batch_stats', {})))
   state = jax.device_put(state, parallel.replicated(mesh))
   images, labels = parallel.put_replicated((data.x_train, data.y_train.astype(np.int32)), mesh)
   train_hp = perturb_hparams(config.perturb)
@@ -276,9 +284,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
       writers=[JsonlWriter(os.path.join(workdir, 'metrics.jsonl'), enabled=is_writer)],
       names=[workdir],
       ckpt=Checkpointer(os.path.join(workdir, 'checkpoints'), config.checkpoint.max_to_keep),
-      mesh=mesh, show_progress=is_writer)
+      mesh=mesh, show_progress=is_writer, evaluation=evaluation)
   _, (results,) = _run_epochs(lanes, epoch_hook)
   return results
+
+
+def _start_from(fresh: dict, start: dict) -> dict:
+  """`fresh` (the seed's initialization) with every top-level module that `start` has
+  replaced by `start`'s: a classifier whose head `start` leaves out (a contrastively
+  pre-trained backbone) gets a fresh head."""
+  unknown = sorted(set(start) - set(fresh))
+  if unknown:
+    raise ValueError(f'init_variables: modules {unknown} are not in the model')
+  return {**fresh, **start}
 
 
 @dataclasses.dataclass(frozen=True)

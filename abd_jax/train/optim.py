@@ -11,6 +11,8 @@ import ml_collections
 import optax
 from optax import contrib
 
+from abd_jax.train.critic import CRITIC
+
 
 @dataclasses.dataclass(frozen=True)
 class DPSettings:
@@ -69,3 +71,15 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int,
   aggregate = contrib.differentially_private_aggregate(
       dp.clip, dp.noise, jax.random.fold_in(jax.random.key(dp.seed), 0xD5))
   return optax.chain(_plain_key_state(aggregate), tx)
+
+
+def with_critic(tx: optax.GradientTransformation, critic_lr: float,
+                steps_per_epoch: int) -> optax.GradientTransformation:
+  """`tx` for the model's parameters and Adam for params['critic'] (CBD's critic): lr
+  `critic_lr`, ÷ 10 every 20 epochs from epoch 19 on (the original's StepLR(20, 0.1),
+  stepped at the start of each epoch)."""
+  boundaries = {(19 + 20 * i) * steps_per_epoch: 0.1 for i in range(50)}
+  critic_tx = optax.adam(optax.piecewise_constant_schedule(critic_lr, boundaries))
+  labels = lambda params: {k: jax.tree.map(lambda _: CRITIC if k == CRITIC else 'model', v)
+                           for k, v in params.items()}
+  return optax.multi_transform({'model': tx, CRITIC: critic_tx}, labels)

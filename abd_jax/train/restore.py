@@ -10,10 +10,10 @@ import ml_collections
 
 from abd_jax import workdir as workdir_lib
 from abd_jax.data import Dataset
-from abd_jax.models import create_model
 from abd_jax.train.checkpoint import CheckpointDamagedError, CheckpointError, Checkpointer
-from abd_jax.train.optim import dp_settings, make_optimizer
-from abd_jax.train.state import create_train_state
+from abd_jax.train.objective import Objective
+from abd_jax.train.optim import dp_settings
+from abd_jax.train.programs import init_state, make_model, make_tx
 
 
 class RestoreError(RuntimeError):
@@ -37,12 +37,14 @@ def _run_blocks(run_dir: str, fallback: ml_collections.ConfigDict):
                        f'{" ".join(str(e).split())[:120]}), so its model is unknown') from None
 
 
-def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.ConfigDict):
+def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.ConfigDict,
+                       objective: Objective = Objective()):
   """(model, {'params', 'batch_stats'}) from the newest checkpoint in `run_dir`/checkpoints.
 
   The architecture and optimizer come from the run's config.json (the optimizer state is
   part of the checkpoint, so the restore template needs the same optimizer), or from
-  `fallback` when there is none. Raises RestoreError when nothing fits, and
+  `fallback` when there is none; `objective` is the one the run minimized where it shapes
+  the state (a projection head, CBD's critic). Raises RestoreError when nothing fits, and
   CheckpointDamagedError when the newest checkpoint is damaged (an earlier one would be
   another model than the run's final one, so none is taken instead).
   """
@@ -53,11 +55,10 @@ def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.Con
                             'rerun the run that wrote it with --overwrite to train it again')
     raise RestoreError('must be the workdir of a finished run (it has no checkpoints/ folder)')
   model_cfg, train_cfg, dp = _run_blocks(run_dir, fallback)
-  model = create_model(model_cfg.name, data.num_classes, model_cfg.width, model_cfg.dtype,
-                       model_cfg.get('norm', 'batch'))
+  model = make_model(model_cfg, data.num_classes, objective)
   # The steps per epoch only move the lr boundaries, not the state's structure.
-  template = create_train_state(model, make_optimizer(train_cfg, 1, dp), jax.random.key(0),
-                                data.image_shape)
+  template = init_state(model, make_tx(train_cfg, 1, dp, objective), jax.random.key(0),
+                        data.image_shape, objective)
   ckpt = Checkpointer(ckpt_dir, max_to_keep=1_000_000, read_only=True)  # never delete
   try:
     if ckpt.latest_epoch() is None:

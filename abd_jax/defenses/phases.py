@@ -1,0 +1,25 @@
+"""Configs of the sub-runs of a multi-phase defense (DBD, D-ST, CBD).
+
+A phase's sub-run (`subrun.run_once`) is refused when its config changes, and reused
+otherwise. So a phase's config holds, of the defense fields, only those the phase and the
+phases before it depend on: changing a later phase's field reuses the earlier phases.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from abd_jax import config as config_lib
+
+
+def phase_config(config: ml_collections.ConfigDict, keep: tuple[str, ...],
+                 **train) -> ml_collections.ConfigDict:
+  """`config` with `train` fields replaced, no perturbation, no robust evaluation, and
+  the defense fields other than `name` and `keep` at their defaults."""
+  c = config.copy_and_resolve_references()
+  c.defense.update(config_lib.base_config().defense.to_dict())
+  c.defense.update(name=config.defense.name, **{k: config.defense[k] for k in keep})
+  c.train.update(train)
+  c.perturb.name = 'none'
+  c.eval.robust = False
+  return c
