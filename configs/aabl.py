@@ -5,6 +5,9 @@ PGD-AT (8/255, step 2/255, 10 steps) from scratch on D_vul for 100 epochs, lr 0.
 50, 75, 90. Reports gamma (`kept_fraction`), rho_vul (`kept_poison_rate`), clean_acc,
 robust_acc, asr.
 
+`--config.defense.split_method=randaugment` (or `autoaugment`) scores stage 2 with one draw
+of that augmentation per sample instead of iFGSM (Table 5).
+
 Attack: BadNets, dirty-label, 10%, target 0 (the paper's setting); any attack as a preset
 (`configs/aabl.py:blended`), `:digits` for the offline scale.
 """

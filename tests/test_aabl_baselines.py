@@ -17,7 +17,7 @@ import pytest
 from abd_jax import config as config_lib
 from abd_jax import parallel
 from abd_jax.data.strong_augment import POLICIES
-from abd_jax.defenses import aabl, dbd, dst
+from abd_jax.defenses import aabl, dbd, dst, phases
 from abd_jax.errors import ConfigError
 from abd_jax.models import create_model
 from abd_jax.perturb import make_perturbation
@@ -629,3 +629,11 @@ def test_aabl_baseline_presets_load():
   at = config_lib.from_file(os.path.join(REPO, 'configs/dst.py') + ':at,digits')
   assert at.defense.name == 'dst' and at.dataset.name == 'digits'
   assert at.defense.dst_train == 'at_clean_suspicious' and at.perturb.name == 'linf'
+
+
+def test_phase_batch_larger_than_the_training_set_names_its_field():
+  """A contrastive phase's batch is a defense field: the error names it, not train.batch_size."""
+  config = config_lib.from_file('configs/dbd.py:digits')
+  phases.check_batch(config, 'dbd_simclr_batch', config.defense.dbd_simclr_batch)
+  with pytest.raises(ConfigError, match='defense.dbd_simclr_batch.*at most the 100 training'):
+    phases.check_batch(config, 'dbd_simclr_batch', 100)

@@ -45,7 +45,7 @@ from abd_jax.data.strong_augment import rotate, translate_x, translate_y
 from abd_jax.defenses import detection
 from abd_jax.defenses.dbd import pretrain_contrastive, projection_objective
 from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
-from abd_jax.defenses.phases import phase_config
+from abd_jax.defenses.phases import check_batch, phase_config
 from abd_jax.defenses.scoring import map_samples
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.objective import CLEAN, POISONED, SUSPICIOUS, Objective
@@ -132,6 +132,8 @@ def _trained_rows(flags: np.ndarray, how: str) -> np.ndarray:
 def secure_training(config, data: Dataset, workdir: str, backdoor,
                     poisoned: np.ndarray) -> dict:
   d = config.defense
+  if d.dst_train == 'secure':
+    check_batch(config, 'dst_contrastive_batch', len(data.y_train))
   mesh = parallel.make_mesh()
   sd_train = dict(batch_size=min(SD_BATCH, len(data.y_train)), optimizer='sgd', lr=d.dst_sd_lr,
                   momentum=0.9, weight_decay=5e-4, milestones=())

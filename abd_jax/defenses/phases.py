@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from abd_jax import config as config_lib
+from abd_jax.errors import ConfigError
 
 
 def phase_config(config: ml_collections.ConfigDict, keep: tuple[str, ...],
@@ -23,3 +24,11 @@ def phase_config(config: ml_collections.ConfigDict, keep: tuple[str, ...],
   c.perturb.name = 'none'
   c.eval.robust = False
   return c
+
+
+def check_batch(config: ml_collections.ConfigDict, field: str, num_train: int) -> None:
+  """A phase's batch (defense.`field`) must fit the training set: one line naming it."""
+  batch = config.defense[field]
+  if batch > num_train:
+    raise ConfigError(f'defense.{field}', batch,
+                      f'must be at most the {num_train} training images')
