@@ -12,6 +12,7 @@ from abd_jax import experiment
 from abd_jax.data import load_dataset
 from abd_jax.defenses.cbd import cbd_objective
 from abd_jax.defenses.dbd import projection_objective
+from abd_jax.defenses.dst import PROJECTION_DIM
 from abd_jax.train.objective import CLEAN, POISONED, SUSPICIOUS
 from abd_jax.train.restore import load_run_variables
 from cli import load_config as load, read_json
@@ -75,7 +76,8 @@ def test_dst_splits_by_sensitivity_and_trains_securely(shared, tmp_path, attack)
   data = load_dataset(config.dataset, 0)
   _, final = load_run_variables(workdir, data, fallback=config)
   _, encoder = load_run_variables(os.path.join(workdir, 'contrastive'), data, fallback=config,
-                                  objective=projection_objective(config, data, 'supcon', 128))
+                                  objective=projection_objective(config, data, 'supcon',
+                                                                 PROJECTION_DIM))
   for name, value in encoder['params'].items():
     if name not in ('head', 'head_hidden'):
       for a, b in zip(jax.tree.leaves(value), jax.tree.leaves(final['params'][name])):

@@ -58,6 +58,7 @@ CONTRASTIVE_FIELDS = SD_FIELDS + ('dst_clean_ratio', 'dst_poison_ratio', 'dst_co
                                   'dst_contrastive_batch', 'dst_contrastive_lr', 'dst_temperature',
                                   'dst_base_temperature')
 SD_BATCH = 128  # the original's
+PROJECTION_DIM = 128  # the original's 512 -> 512 -> 128 head on ResNet-18
 MAX_ROTATION, MAX_TRANSLATION = 180.0, 0.2  # RandomRotation(180), RandomAffine(translate=0.2)
 SENSITIVITY_KEY = 0xFC7  # the FCT transformations' stream of the seed
 
@@ -184,7 +185,7 @@ def secure_training(config, data: Dataset, workdir: str, backdoor,
   hp = {'sample_flags': flags, 'temperature': np.float32(d.dst_temperature),
         'contrast_scale': np.float32(d.dst_temperature / d.dst_base_temperature)}
   encoder = pretrain_contrastive(cconfig, data, os.path.join(workdir, CONTRASTIVE_DIR),
-                                 projection_objective(config, data, 'supcon', 128), hp,
+                                 projection_objective(config, data, 'supcon', PROJECTION_DIM), hp,
                                  'D-ST semi-supervised contrastive learning')
   results = train_and_evaluate(
       config, data.train_rows(rows), workdir, backdoor=backdoor,

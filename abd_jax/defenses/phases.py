@@ -1,8 +1,8 @@
 """Configs of the sub-runs of a multi-phase defense (DBD, D-ST, CBD).
 
-A phase's sub-run (`subrun.run_once`) is refused when its config changes, and reused
-otherwise. So a phase's config holds, of the defense fields, only those the phase and the
-phases before it depend on: changing a later phase's field reuses the earlier phases.
+A phase is an ordinary sub-run (`subrun.run_once`: resumed when interrupted, reused when
+finished). Its `config.json` says what trained it: of the defense fields, only those the
+phase and the phases before it depend on; the later phases' fields stay at their defaults.
 """
 
 from __future__ import annotations
