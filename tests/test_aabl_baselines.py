@@ -17,7 +17,7 @@ import pytest
 from abd_jax import config as config_lib
 from abd_jax import parallel
 from abd_jax.data.strong_augment import POLICIES
-from abd_jax.defenses import aabl, dbd, dst, phases
+from abd_jax.defenses import aabl, abl, dbd, dst, phases
 from abd_jax.errors import ConfigError
 from abd_jax.models import create_model
 from abd_jax.perturb import make_perturbation
@@ -536,15 +536,15 @@ def test_start_from_fills_missing_modules_from_fresh_and_rejects_unknown_ones():
 def test_lowest_fraction_marks_the_lowest_losses_with_index_ties():
   """int(N·fraction) lowest (at least 1), ties to the lower index."""
   losses = np.array([3.0, 1.0, 2.0, 1.0, 0.5, 2.0, 1.0, 4.0])
-  got = dbd.lowest_fraction(losses, 0.5)
+  got = abl.isolate_lowest(losses, 0.5)
   ranked = sorted(range(8), key=lambda i: (losses[i], i))
   expected = np.zeros(8, bool)
   expected[ranked[:4]] = True
   assert got.dtype == bool
   np.testing.assert_array_equal(got, expected)
-  np.testing.assert_array_equal(np.flatnonzero(dbd.lowest_fraction(losses, 0.01)), [4])
-  assert dbd.lowest_fraction(np.arange(100.0), 0.29).sum() == 29  # 0.29·100 = 28.99...
-  np.testing.assert_array_equal(np.flatnonzero(dbd.lowest_fraction(np.arange(100.0)[::-1], 0.29)),
+  np.testing.assert_array_equal(np.flatnonzero(abl.isolate_lowest(losses, 0.01)), [4])
+  assert abl.isolate_lowest(np.arange(100.0), 0.29).sum() == 29  # 0.29·100 = 28.99...
+  np.testing.assert_array_equal(np.flatnonzero(abl.isolate_lowest(np.arange(100.0)[::-1], 0.29)),
                                 np.arange(71, 100))
 
 

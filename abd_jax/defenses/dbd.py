@@ -32,7 +32,7 @@ import numpy as np
 
 from abd_jax import parallel, plots
 from abd_jax.data import Dataset
-from abd_jax.defenses import detection
+from abd_jax.defenses import abl, detection
 from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
 from abd_jax.defenses.phases import check_batch, phase_config
 from abd_jax.defenses.scoring import map_samples
@@ -87,15 +87,6 @@ def sce_losses(model, variables: dict, data: Dataset, d, batch_size: int) -> np.
                      np.float32(d.sce_label_clamp))
 
 
-def lowest_fraction(losses: np.ndarray, fraction: float) -> np.ndarray:
-  """bool [N]: the int(N·fraction) samples with the lowest loss (at least 1; ties: the
-  lower index), DBD's labelled set (np.argsort ascending in the original)."""
-  count = min(len(losses), max(1, int(len(losses) * fraction + 1e-9)))
-  chosen = np.zeros(len(losses), bool)
-  chosen[np.argsort(np.asarray(losses, np.float64), kind='stable')[:count]] = True
-  return chosen
-
-
 def decoupling(config, data: Dataset, workdir: str, backdoor,
                poisoned: np.ndarray) -> dict:
   d = config.defense
@@ -123,7 +114,8 @@ def decoupling(config, data: Dataset, workdir: str, backdoor,
 
   def split() -> dict:
     losses = sce_losses(model, head_variables, data, d, config.eval.batch_size)
-    labelled = lowest_fraction(losses, d.dbd_labelled_fraction)
+    # The int(N·ε) lowest, as the original's np.argsort: ABL's isolation rule.
+    labelled = abl.isolate_lowest(losses, d.dbd_labelled_fraction)
     save_npz(workdir, score=losses, removed=~labelled, poisoned=poisoned)
     threshold = float(losses[labelled].max())
     if jax.process_index() == 0:
