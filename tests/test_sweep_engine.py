@@ -175,8 +175,10 @@ def _targets(module, names):
 
 
 @pytest.mark.parametrize('layer, forbidden', [
-    # nothing below the sweep imports it
-    (('', 'data', 'models', 'perturb', 'poison', 'train', 'defenses'), ('abd_jax.sweep',)),
+    # nothing below the sweep imports it, and nothing below the reproductions imports them
+    (('', 'data', 'models', 'perturb', 'poison', 'train', 'defenses'), ('abd_jax.sweep',
+                                                                        'abd_jax.reproduce')),
+    (('sweep', 'generators'), ('abd_jax.reproduce',)),
     # data, poison, train and defenses import downward only: no training inside poisoning,
     # no run orchestration below the experiment layer
     (('data', 'models', 'perturb', 'poison'), ('abd_jax.train', 'abd_jax.defenses',

@@ -1,0 +1,60 @@
+"""Runs every reproduction script (or the ones named) on one dataset, one after another in
+one process (compiled programs and loaded data are reused across scripts), and prints the
+wall time of each.
+
+    python experiments/run_all.py                        # every script on digits
+    python experiments/run_all.py --data=digits32 gao_image_size
+    python experiments/run_all.py --tiny --out=/tmp/x    # all at test size
+
+A script that does not support the dataset is skipped. Each writes
+experiments/results/NAME.* as if run alone; rerun after an interruption, finished points
+are kept.
+"""
+
+import argparse
+import glob
+import os
+import runpy
+import sys
+import time
+
+from abd_jax.reproduce import runner
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def scripts(names):
+  paths = sorted(p for p in glob.glob(os.path.join(HERE, '*.py'))
+                 if os.path.basename(p) != os.path.basename(__file__))
+  known = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
+  unknown = [n for n in names if n not in known]
+  if unknown:
+    sys.exit(f'unknown experiment(s) {", ".join(unknown)}: one of {", ".join(known)}')
+  return [known[n] for n in names] if names else paths
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('names', nargs='*', help='experiment names (default: all)')
+  parser.add_argument('--data', default='digits')
+  parser.add_argument('--workdir', default='runs/experiments')
+  parser.add_argument('--out', default=runner.RESULTS_DIR)
+  parser.add_argument('--tiny', action='store_true')
+  args = parser.parse_args()
+  times = []
+  for path in scripts(args.names):
+    experiment = runpy.run_path(path)['EXPERIMENT']
+    if args.data not in experiment.datasets:
+      print(f'{experiment.name}: skipped (runs on {", ".join(experiment.datasets)})')
+      continue
+    start = time.time()
+    runner.run(experiment, args.data, args.workdir, args.out, args.tiny,
+               command=f'python experiments/{experiment.name}.py --data={args.data}'
+               + (' --tiny' if args.tiny else ''), verbose=False)
+    times.append((experiment.name, time.time() - start))
+    print(f'{experiment.name}: {times[-1][1] / 60:.1f} min', flush=True)
+  print(f'all: {sum(t for _, t in times) / 60:.1f} min')
+
+
+if __name__ == '__main__':
+  main()
