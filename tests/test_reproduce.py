@@ -83,7 +83,7 @@ def test_comparison_puts_measured_cells_beside_the_papers():
   table = paper_lib.parse(TABLE, 'x_table9')
   measured = [_row('digits', 'badnets', '0', 0.994, 1.0),
               _row('digits', 'badnets', '8/255', 0.9, 0.25), _row('digits', 'badnets', '8/255', 0.92, 0.35, seed=1),
-              _row('digits', 'wanet', '8/255', 0.97, 0.5)]
+              _row('digits', 'wanet', '8/255', 0.97, 0.5, axes='attack eps')]
   header, body = results_lib.comparison(table, _experiment(), measured)
   assert header == ['attack', 'eps', 'clean_acc paper (cifar10)', 'clean_acc digits',
                     'clean_acc cifar10', 'asr paper (cifar10)', 'asr digits', 'asr cifar10']
@@ -195,3 +195,24 @@ def test_a_paper_column_of_another_name_is_matched_to_its_metric():
   header, body = results_lib.comparison(table, experiment, [_row('digits', 'badnets', '0', 0.9, 0.25)])
   assert header[2] == 'asr paper asr_defense (cifar10)'
   assert body[0][2:4] == ['100.0', '25.0']
+
+
+def test_a_row_whose_fixed_key_the_table_lacks_goes_to_another_table():
+  table = paper_lib.parse(TABLE, 'x_table9')
+  measured = [_row('digits', 'wanet', '8/255', 0.9, 0.5, axes='eps'),  # attack fixed: not here
+              _row('digits', 'badnets', '4/255', 0.9, 0.5, axes='eps')]  # a swept budget: here
+  other = paper_lib.parse(TABLE.replace('| blended |', '| wanet |'), 'x_table10')
+  _, body = results_lib.comparison(table, _experiment(), measured, [table, other])
+  assert [tuple(r[:2]) for r in body] == [('badnets', '0'), ('badnets', '8/255'),
+                                          ('blended', '8/255'), ('badnets', '4/255')]
+  # A row no table of the experiment fits is shown in every table with its key columns.
+  _, body = results_lib.comparison(table, _experiment(), measured, [table])
+  assert ('wanet', '8/255') in [tuple(r[:2]) for r in body]
+
+
+def test_a_table_of_one_dataset_shows_the_offline_columns_and_its_own():
+  table = paper_lib.parse(TABLE.replace('dataset: cifar10', 'dataset: gtsrb'), 'x_table9')
+  experiment = _experiment(datasets=('digits', 'digits32', 'cifar10', 'gtsrb'))
+  header, _ = results_lib.comparison(table, experiment, [])
+  assert header[2:7] == ['clean_acc paper (gtsrb)', 'clean_acc digits', 'clean_acc digits32',
+                         'clean_acc gtsrb', 'asr paper (gtsrb)']

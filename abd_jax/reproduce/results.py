@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from abd_jax.reproduce import paper as paper_lib
-from abd_jax.reproduce.spec import NEEDS, Reproduction
+from abd_jax.reproduce.spec import NEEDS, OFFLINE, Reproduction
 
 # Result keys that are fractions in [0, 1]: shown in percent beside a percent table.
 FRACTIONS = ('clean_acc', 'robust_acc', 'asr', 'kept_fraction', 'kept_poison_rate',
@@ -121,22 +121,51 @@ def _matches(row: Mapping, keys: Sequence[str], key: Sequence[str]) -> bool:
   return all(str(row.get(k)) == v for k, v in zip(keys, key))
 
 
+def _fits(row: Mapping, table: paper_lib.PaperTable) -> bool:
+  """The row has every key column of the table, and each key cell its arm holds fixed is
+  one the table has (a swept key may add rows)."""
+  if not all(row.get(k) is not None for k in table.keys):
+    return False
+  swept = str(row.get('axes') or '').split()
+  return all(k in swept or str(row[k]) in {r[k] for r in table.rows} for k in table.keys)
+
+
+def _belongs(row: Mapping, table: paper_lib.PaperTable,
+             tables: Sequence[paper_lib.PaperTable]) -> bool:
+  """Whether a measured row is shown in `table`: where it fits (so tables keyed alike, e.g.
+  two poison rates of one figure, do not take each other's rows), or, fitting none of the
+  experiment's `tables`, in every table that has its key columns."""
+  if _fits(row, table):
+    return True
+  has_keys = all(row.get(k) is not None for k in table.keys)
+  return has_keys and not any(_fits(row, t) for t in tables)
+
+
+def columns_for(table: paper_lib.PaperTable, experiment: Reproduction) -> list[str]:
+  """The datasets measured beside a table: the offline ones and the table's own (every
+  dataset for a table that mixes datasets)."""
+  return [d for d in experiment.datasets
+          if d in OFFLINE or table.dataset in (d, 'mixed') or d not in NEEDS]
+
+
 def comparison(table: paper_lib.PaperTable, experiment: Reproduction,
-               measured: Sequence[Mapping]) -> tuple[list[str], list[list[str]]]:
+               measured: Sequence[Mapping], tables: Sequence[paper_lib.PaperTable] = ()
+               ) -> tuple[list[str], list[list[str]]]:
   """The side-by-side table: the paper's key columns, then per metric the paper's column
   (when the table has one) and one column per dataset. Rows: the paper's, in its order,
   then measured keys the paper has no row for."""
   percent = table.meta['units'] == 'percent'
   metrics = list(experiment.metrics)
+  datasets = columns_for(table, experiment)
   header = list(table.keys)
   for metric in metrics:
     column = experiment.paper_column(metric)
     if column in table.values:
       header.append(f'{metric} paper ({table.dataset})' if column == metric else
                     f'{metric} paper {column} ({table.dataset})')
-    header += [f'{metric} {data}' for data in experiment.datasets]
+    header += [f'{metric} {data}' for data in datasets]
   keys = [table.key_of(r) for r in table.rows]
-  relevant = [r for r in measured if all(k in r and r[k] is not None for k in table.keys)]
+  relevant = [r for r in measured if _belongs(r, table, tables or [table])]
   for row in relevant:
     key = tuple(str(row[k]) for k in table.keys)
     if key not in keys:
@@ -150,7 +179,7 @@ def comparison(table: paper_lib.PaperTable, experiment: Reproduction,
       column = experiment.paper_column(metric)
       if column in table.values:
         line.append(paper_row[column] if paper_row else '–')
-      for data in experiment.datasets:
+      for data in datasets:
         rows = [r for r in relevant if r.get('data') == data and _matches(r, table.keys, key)]
         if rows:
           line.append(measured_cell(rows, metric, percent))
@@ -169,7 +198,9 @@ def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
 def _runs_table(runs: Mapping[str, Mapping]) -> str:
   header = ['data', 'command', 'machine', 'wall time', 'date']
   body = [[data, f'`{r["command"]}`', r['machine'], f'{r["wall_s"] / 60:.1f} min'
-           + (' (resumed)' if r.get('resumed') else ''), r['date']] for data, r in runs.items()]
+           + (' (resumed)' if r.get('resumed') else '')
+           + (f'; {r["reused_points"]} of {r["points"]} points reused from other experiments\' runs'
+              if r.get('reused_points') else ''), r['date']] for data, r in runs.items()]
   return markdown_table(header, body)
 
 
@@ -181,7 +212,7 @@ def write_markdown(path: str, experiment: Reproduction, tables: Sequence[paper_l
   parts += ['## Runs', '']
   parts += [_runs_table(runs) if runs else 'Nothing measured yet.', '']
   for table in tables:
-    header, body = comparison(table, experiment, measured)
+    header, body = comparison(table, experiment, measured, tables)
     parts += [f'## {table.title}', '',
               f'Paper: {table.meta["paper"]}, {table.meta["table"]} ({table.dataset}, '
               f'{table.meta["model"]}); {table.meta["setting"]}. Units: {table.meta["units"]}'
@@ -213,7 +244,7 @@ def write_figure(path: str, experiment: Reproduction, tables: Sequence[paper_lib
   """One panel per (paper table, metric): grouped bars per row, the paper's and ours."""
   panels = []
   for table in tables:
-    header, body = comparison(table, experiment, measured)
+    header, body = comparison(table, experiment, measured, tables)
     percent = table.meta['units'] == 'percent'
     for metric in experiment.metrics:
       columns = [i for i, h in enumerate(header) if h.startswith(metric + ' ')]
