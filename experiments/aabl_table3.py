@@ -23,7 +23,7 @@ are not recomputed.
 import os
 import runpy
 
-from abd_jax.reproduce import Arm, Reproduction, load, main
+from abd_jax.reproduce import Arm, Reproduction, main
 
 ATTACKS = ('badnets', 'trojan', 'lc', 'iab', 'blended', 'ssba', 'wanet')
 DEFENSES = {'abl': ('configs/abl.py', {'defense__abl_gamma': 0.5}),

@@ -20,7 +20,7 @@ WaNet is left out for the compute budget.
 import os
 import runpy
 
-from abd_jax.reproduce import Arm, Reproduction, Vary, load, main
+from abd_jax.reproduce import Arm, Reproduction, Vary, main
 
 ATTACKS = ('blended', 'wanet')
 

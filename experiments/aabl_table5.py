@@ -18,7 +18,7 @@ are left out for the compute budget; README measures Blended with RandAugment).
 import os
 import runpy
 
-from abd_jax.reproduce import Arm, Reproduction, Vary, load, main
+from abd_jax.reproduce import Arm, Reproduction, Vary, main
 
 ATTACKS = ('badnets', 'trojan', 'lc', 'iab', 'blended', 'ssba', 'wanet')
 METRICS = ('clean_acc', 'asr', 'robust_acc', 'kept_fraction', 'kept_poison_rate')

@@ -16,7 +16,7 @@ digits; 5% and the other attacks are left out for the compute budget.
 import os
 import runpy
 
-from abd_jax.reproduce import Arm, Reproduction, Vary, load, main
+from abd_jax.reproduce import Arm, Reproduction, Vary, main
 
 ATTACKS = ('badnets', 'trojan', 'iab', 'blended', 'ssba', 'wanet')
 RATES = (0.01, 0.05, 0.2)

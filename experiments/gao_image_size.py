@@ -18,28 +18,14 @@ are at 1%, where the 8×8 CAT already removes the patch (README: ASR 0.015), so 
 not the question here.
 """
 
-from abd_jax.reproduce import Arm, Reproduction, load, main
+import os
+import runpy
 
-SETTINGS = {  # Gao et al., Sec. IV-A
-    'badnets': dict(attack__poison_rate=0.01),
-    'blended': dict(attack__poison_rate=0.05, attack__alpha=0.1),
-}
+from abd_jax.reproduce import Arm, Reproduction, main
 
-
-def gao(spec, data, **overrides):
-  """Gao's 100 epochs on CIFAR-10; on digits the short schedule of configs/sweeps/eps_alpha.py."""
-  schedule = ({'train__epochs': 100} if data == 'cifar10' else
-              dict(train__epochs=8, train__milestones=(6,), perturb__steps=3, eval__every_epochs=8))
-  return load(spec, data, **{**schedule, **overrides})
-
-
-def defended(attack, defense, data, **overrides):
-  """No defense (standard training), CAT, or one of Gao's comparison defenses."""
-  if defense == 'none':
-    return gao(f'configs/fp.py:{attack}', data, defense__name='none',
-               **{**SETTINGS[attack], **overrides})
-  spec = 'configs/cat.py' if defense == 'cat' else f'configs/{defense}.py'
-  return gao(f'{spec}:{attack}', data, **{**SETTINGS[attack], **overrides})
+# Gao's schedule and attack settings, as in gao_table7.py (the same arms share runs).
+_TABLE7 = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'gao_table7.py'))
+gao, defended = _TABLE7['gao'], _TABLE7['defended']
 
 
 def arms(data):

@@ -1,9 +1,7 @@
 """The reproduction framework: paper-number files, joining measured rows to the paper's,
 the results files, and the arms' test size and shared run directories."""
 
-import dataclasses
 import json
-import os
 
 import pytest
 
