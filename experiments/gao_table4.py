@@ -9,31 +9,14 @@ configs/sweeps/eps_alpha.py); the preset's ε_s 0.15 stands for 0.05, so 0.075 s
 spatial AT at 0.5%. Table III (clean label) is gao_table3.py: its rows have the same keys.
 """
 
-from abd_jax.reproduce import Arm, Reproduction, Vary, load, main
+import os
+import runpy
 
-RATES = Vary('poison_rate', 'attack.poison_rate', (0.005, 0.01))
+from abd_jax.reproduce import Reproduction, main
 
-
-def gao(spec, data, **overrides):
-  """Gao's 100 epochs on CIFAR-10; on digits the short schedule of configs/sweeps/eps_alpha.py."""
-  schedule = ({'train__epochs': 100} if data == 'cifar10' else
-              dict(train__epochs=8, train__milestones=(6,), perturb__steps=3, eval__every_epochs=8))
-  return load(spec, data, **{**schedule, **overrides})
-
-
-def table_arms(data, label_mode):
-  eps = 0.075 if data.startswith('digits') else 0.025
-  config = lambda spec, **o: gao(spec, data, attack__label_mode=label_mode,
-                                 attack__target_class_rate=0.0, **o)
-  return [
-      Arm('standard', keys={'training': 'standard'},
-          config=config('configs/mixup.py', perturb__name='none'), vary=(RATES,)),
-      Arm('mixup', keys={'training': 'mixup'}, config=config('configs/mixup.py'), vary=(RATES,)),
-      Arm('cutmix', keys={'training': 'cutmix'}, config=config('configs/cutmix.py'), vary=(RATES,)),
-      Arm('spatial', keys={'training': 'spatial', 'poison_rate': '0.01'},
-          config=config('configs/spatial_at.py', attack__poison_rate=0.01,
-                        perturb__eps_spatial=eps, perturb__step_size_spatial=eps / 4)),
-  ]
+# The arms of Table III with another label mode (one definition).
+table_arms = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          'gao_table3.py'))['table_arms']
 
 
 def arms(data):
