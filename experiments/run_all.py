@@ -3,7 +3,8 @@ one process (compiled programs and loaded data are reused across scripts), and p
 wall time of each.
 
     python experiments/run_all.py                        # every script on digits
-    python experiments/run_all.py --data=digits32 gao_image_size
+    python experiments/run_all.py --data=digits32 gao_image_size   # name them: every Gao
+                                          # script accepts digits32 (20+ min each)
     python experiments/run_all.py --tiny --out=/tmp/x    # all at test size
 
 A script that does not support the dataset is skipped. Each writes
@@ -19,6 +20,7 @@ import sys
 import time
 
 from abd_jax.reproduce import runner
+from abd_jax.reproduce.spec import DATA
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,6 +43,8 @@ def main():
   parser.add_argument('--out', default=runner.RESULTS_DIR)
   parser.add_argument('--tiny', action='store_true')
   args = parser.parse_args()
+  if args.data not in DATA:
+    parser.error(f'--data={args.data!r} is not allowed: one of {", ".join(DATA)}')
   times = []
   for path in scripts(args.names):
     experiment = runpy.run_path(path)['EXPERIMENT']
