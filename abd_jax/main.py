@@ -25,6 +25,7 @@ def main(argv):
   workdir = cli.check_workdir(_WORKDIR.value)
   # A sweep config runs here as its base point (the sweep's point commands add the values).
   config, _ = config_lib.split_sweep(cli.load_config(_CONFIG))
+  cli.use_cpu_cores([config])
   with cli.interruptible(f'the run in {workdir}'):
     cli.run_or_exit(lambda: experiment.run(config, workdir, overwrite=_OVERWRITE.value))
     experiment.write_timing(workdir)

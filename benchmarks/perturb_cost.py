@@ -21,7 +21,7 @@ HP = dict(eps=8 / 255, step_size=2 / 255, eps_spatial=0.05, step_size_spatial=0.
 CASES = (('cnn', 1.0, (8, 8, 1), 128), ('resnet18', 0.25, (32, 32, 3), 32))
 
 
-def bench(model_name, width, shape, batch, rounds, reps, steps):
+def bench(model_name, width, shape, batch, rounds, reps, steps, unroll='auto'):
   model = create_model(model_name, 10, width)
   x = jax.random.uniform(jax.random.key(0), (batch, *shape))
   y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
@@ -29,7 +29,7 @@ def bench(model_name, width, shape, batch, rounds, reps, steps):
   hp = {k: jnp.float32(v) for k, v in HP.items()}
   fns = {}
   for name in REGIMES:
-    attack = make_perturbation(name, steps)
+    attack = make_perturbation(name, steps, unroll=unroll)
     fns[name] = jax.jit(lambda v, xx, yy, k, h, attack=attack:
                         attack(attack_logits_fn(model, v), xx, yy, k, h))
     fns[name](variables, x, y, jax.random.key(3), hp).block_until_ready()  # compile
@@ -48,10 +48,12 @@ def main():
   parser.add_argument('--rounds', type=int, default=5)
   parser.add_argument('--reps', type=int, default=5)
   parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--unroll', default='auto', choices=('auto', 'full', 'none'),
+                      help="attack loops: 'auto' (full on CPU, rolled elsewhere), 'full', 'none'")
   args = parser.parse_args()
   print(f'backend={jax.default_backend()} device={jax.devices()[0].device_kind}')
   for case in CASES:
-    bench(*case, args.rounds, args.reps, args.steps)
+    bench(*case, args.rounds, args.reps, args.steps, args.unroll)
 
 
 if __name__ == '__main__':

@@ -5,8 +5,8 @@
 The counter is timed with step size 0 on labels equal to the model's predictions, so no
 sample ever flips and the `lax.while_loop` runs exactly `--steps` iterations (plus its
 final check): the worst case per batch. It is compared with the jitted PGD-K attack of
-the training step (no weight update), rolled or unrolled as `unroll='auto'` picks on the
-backend. `count/device` is the on-device `lax.while_loop`; `count/host` drives jitted
+the training step (no weight update), rolled or unrolled as `--unroll` says ('auto', the
+default, picks per backend). `count/device` is the on-device `lax.while_loop`; `count/host` drives jitted
 chunks of 10 unrolled steps from the host (the CPU default). Prints ms per batch, per-step cost relative to one PGD step, and images x steps/s.
 """
 
@@ -23,14 +23,14 @@ from timing import interleaved_medians
 CASES = (('cnn', 1.0, (8, 8, 1), 128), ('resnet18', 0.25, (32, 32, 3), 32))
 
 
-def bench(model_name, width, shape, batch, rounds, reps, steps):
+def bench(model_name, width, shape, batch, rounds, reps, steps, unroll='auto'):
   model = create_model(model_name, 10, width)
   x = jax.random.uniform(jax.random.key(0), (batch, *shape))
   variables = model.init(jax.random.key(2), x[:1], train=False)
   logits_fn = attack_logits_fn(model, variables)
   y = jnp.argmax(logits_fn(x), -1)  # never flips with step 0: exactly `steps` iterations
   hp = {'eps': jnp.float32(8 / 255), 'step_size': jnp.float32(2 / 255)}
-  pgd = make_perturbation('linf', steps)
+  pgd = make_perturbation('linf', steps, unroll=unroll)
   fns = {'pgd': jax.jit(lambda v, xx, yy, k: pgd(attack_logits_fn(model, v), xx, yy, k, hp))}
   fns['count/device'] = jax.jit(lambda v, xx, yy, k: min_steps_to_flip(
       attack_logits_fn(model, v), xx, yy, jnp.float32(0.0), steps))
@@ -66,10 +66,12 @@ def main():
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--reps', type=int, default=3)
   parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--unroll', default='auto', choices=('auto', 'full', 'none'),
+                      help="attack loops: 'auto' (full on CPU, rolled elsewhere), 'full', 'none'")
   args = parser.parse_args()
   print(f'backend={jax.default_backend()} device={jax.devices()[0].device_kind}')
   for case in CASES:
-    bench(*case, args.rounds, args.reps, args.steps)
+    bench(*case, args.rounds, args.reps, args.steps, args.unroll)
 
 
 if __name__ == '__main__':

@@ -75,36 +75,23 @@ def read_json(path: str):
 
 
 def training_flops_per_image(config: dict) -> float:
-  """(2K+3)·F: K attack steps, F the forward FLOPs per image (XLA's CPU cost analysis)."""
-  import jax
-  import jax.numpy as jnp
+  """(2K+3)·F: K attack steps, F the forward FLOPs per image counted from the model's
+  operation shapes (abd_jax.models.flops; the same on every backend)."""
   from abd_jax.data import load_dataset
   from abd_jax.models import create_model
+  from abd_jax.models.flops import adversarial_training_flops, forward_flops
   import ml_collections
   data = load_dataset(ml_collections.ConfigDict(config['dataset']), config['seed'])
   m = config['model']
   model = create_model(m['name'], data.num_classes, m['width'], m['dtype'])
-  x = jnp.zeros((64, *data.image_shape), jnp.float32)
-  variables = model.init(jax.random.key(0), x[:1], train=False)
-  cost = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).compile()
-  cost = cost.cost_analysis()
-  flops = sum(c.get('flops', 0.0) for c in cost) if isinstance(cost, (list, tuple)) else cost['flops']
   steps = config['perturb']['steps'] if config['perturb']['name'] != 'none' else 0
-  return (2 * steps + 3) * flops / 64
+  return adversarial_training_flops(forward_flops(model, data.image_shape), steps)
 
 
 def peak(args) -> tuple[float, str]:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from train_step import GPU_PEAK_TFLOPS, measure_matmul_tflops  # noqa: E402
-  import jax
-  if args.peak_tflops:
-    return args.peak_tflops, '--peak_tflops'
-  kind = jax.devices()[0].device_kind
-  if jax.default_backend() == 'gpu':
-    for key, _, tf32 in GPU_PEAK_TFLOPS:
-      if key in kind:
-        return tf32, f'{kind}: datasheet dense TF32'
-  return measure_matmul_tflops('float32'), 'measured float32 2048^3 matmul'
+  from train_step import peak_tflops  # noqa: E402
+  return peak_tflops('float32', args.peak_tflops)
 
 
 def side(name: str, wall: float, timings: list[dict], images: int, flops_per_image: float,

@@ -1,4 +1,5 @@
-"""PyTorch eager reference for `benchmarks/train_step.py`.
+"""PyTorch reference for `benchmarks/train_step.py`: eager, or with `compile=True` the
+model under `torch.compile` (default mode; the strongest PyTorch peer).
 
 The same two models as abd_jax, written by hand (no torchvision):
 
@@ -119,12 +120,15 @@ class TorchPGDStep:
   permutation, so `step(index)` gathers `order[index*B:(index+1)*B]` like the JAX step.
   dtype 'bfloat16' runs forward/backward under `torch.autocast` (parameters, BatchNorm
   statistics and the loss stay float32, as in abd_jax's bfloat16 models).
+  compile: run the model under `torch.compile` (default mode). Train and eval mode are
+  separate graphs, both compiled during the first step.
   """
 
   def __init__(self, model_name: str, *, batch_size: int, image_size: int, channels: int,
                num_classes: int, dtype: str = 'float32', steps: int = 10, eps: float = 8 / 255,
                step_size: float = 2 / 255, num_batches: int = 4, seed: int = 0,
-               device: torch.device | None = None, channels_last: bool = False):
+               device: torch.device | None = None, channels_last: bool = False,
+               compile: bool = False):
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(seed)
     self.device = device or default_device()
@@ -138,6 +142,8 @@ class TorchPGDStep:
     self.model = self.model.to(memory_format=self.memory_format)
     self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9,
                                      weight_decay=5e-4)
+    if compile:
+      self.model = torch.compile(self.model)
     if dtype not in ('float32', 'bfloat16'):
       raise ValueError(f'dtype must be float32 or bfloat16, got {dtype!r}')
     self.autocast_dtype = torch.bfloat16 if dtype == 'bfloat16' else None

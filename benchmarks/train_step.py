@@ -1,5 +1,6 @@
 """Times one PGD-10 L-inf adversarial-training step of abd_jax (and, with --torch, the
-same step in PyTorch eager on the same device, in the same process).
+same step in PyTorch eager on the same device, in the same process; with --torch_compile
+also under torch.compile).
 
 The step: gather batch `index` of a synthetic on-device uint8 dataset (4 batches), PGD-K
 (eps 8/255, step 2/255, K = --attack_steps = 10, uniform random start, BatchNorm with
@@ -10,22 +11,26 @@ adversarial batch with BatchNorm in train mode. The JAX side is exactly
 Printed per run:
   compile_s      JAX: lower + compile + first call, minus one steady-state step
   img/s          batch_size / median of the --timed step times after warm-up
-  ratio          JAX img/s / PyTorch img/s
-  GFLOP/step     XLA's count (`compiled.cost_analysis()['flops']`) and the analytic
-                 (2K+3)·F·B, F = forward FLOPs per image from the cost analysis of a
-                 forward pass
-  ceiling        achieved FLOP/s (XLA count / median step time) / peak FLOP/s
+  ratio          JAX img/s / PyTorch img/s (eager; and compiled with --torch_compile)
+  GFLOP/step     the analytic (2K+3)·F·B, F = forward FLOPs per image counted from the
+                 model's operation shapes (abd_jax.models.flops, the same on every
+                 backend), and XLA's own count (`cost_analysis()['flops']`) where the
+                 backend gives one (XLA:GPU leaves out cuDNN convolutions)
+  ceiling        achieved FLOP/s (analytic count / median step time) / peak FLOP/s
   --breakdown    the parts of the step timed alone in each framework: forward, one attack
                  step's input gradient, the train-mode parameter gradient
   --profile=N    the N XLA op kinds that took longest in one traced JAX step
 
-JAX runs first (compile, warm-up, timed steps), then PyTorch; both frameworks see the
-same batch size, shapes, dataset layout and step.
+Every JAX setting is compiled first; then the JAX and PyTorch steps take turns, step by
+step (warm-up, then the timed steps), so that drifting machine load hits all of them
+alike. Both frameworks see the same batch size, shapes, dataset layout and step.
 
 Examples:
   python benchmarks/train_step.py --model=resnet18 --batch_size=128 --torch
   python benchmarks/train_step.py --model=cnn --batch_size=128 --torch   # 8x8x1 digits shapes
   python benchmarks/train_step.py --all                                  # the standard CPU set
+  python benchmarks/train_step.py --model=cnn --unroll=full,none         # both attack loops
+  python benchmarks/train_step.py --model=resnet18 --dtype=bfloat16 --torch_compile
 """
 
 from __future__ import annotations
@@ -48,8 +53,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from abd_jax import parallel
 from abd_jax.config import base_config
 from abd_jax.models import MODEL_NAMES, create_model
+from abd_jax.models.flops import adversarial_training_flops, forward_flops
 from abd_jax.perturb import make_perturbation
 from abd_jax.perturb.base import input_grad, resolve_unroll
 from abd_jax.train.optim import make_optimizer
@@ -63,14 +70,20 @@ NUM_BATCHES = 4  # synthetic dataset = NUM_BATCHES * batch_size images
 DEFAULT_SHAPES = {'cnn': (8, 1)}
 CIFAR_SHAPE = (32, 3)
 
-# Dense (no structured sparsity) tensor-core peaks from NVIDIA's H100 / H200 datasheets,
-# TFLOP/s. float32 runs are compared with the TF32 peak: JAX's default matmul/conv
-# precision on these GPUs uses TF32 tensor cores for float32 inputs.
-GPU_PEAK_TFLOPS = [  # (substring of device_kind, bfloat16, tf32), first match wins
-    ('H200 NVL', 835.5, 417.5),
-    ('H100 PCIe', 756.5, 378.0),
-    ('H200', 989.4, 494.7),  # H200 SXM
-    ('H100', 989.4, 494.7),  # H100 SXM
+# Dense (no structured sparsity) peaks per chip from the vendors' datasheets, TFLOP/s:
+# (substring of device_kind, vendor, bfloat16, float32 inputs), first match wins.
+# float32 runs on these GPUs are compared with the TF32 tensor-core peak, and on TPUs with
+# the bf16 peak: JAX's default matmul/conv precision runs float32 inputs on TF32 tensor
+# cores (GPU) or in one bf16 pass (TPU).
+DATASHEET_PEAK_TFLOPS = [
+    ('H200 NVL', 'NVIDIA', 835.5, 417.5),
+    ('H100 PCIe', 'NVIDIA', 756.5, 378.0),
+    ('H200', 'NVIDIA', 989.4, 494.7),  # H200 SXM
+    ('H100', 'NVIDIA', 989.4, 494.7),  # H100 SXM
+    ('TPU v6 lite', 'Google', 918.0, 918.0),  # v6e (Trillium)
+    ('TPU v5 lite', 'Google', 197.0, 197.0),  # v5e
+    ('TPU v5', 'Google', 459.0, 459.0),  # v5p
+    ('TPU v4', 'Google', 275.0, 275.0),
 ]
 
 # The standard CPU set run by --all: (model, batch, steps, timed). One ResNet-18 PGD-10
@@ -89,6 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--timed', type=int, default=5,
                  help='the last --timed of the --steps steps are timed (median)')
   p.add_argument('--torch', action='store_true', help='also time the PyTorch eager step')
+  p.add_argument('--torch_compile', action='store_true',
+                 help='also time the PyTorch step with the model under torch.compile '
+                 '(default mode); implies --torch')
   p.add_argument('--torch_channels_last', action='store_true',
                  help='PyTorch: channels-last memory format (default: contiguous NCHW)')
   p.add_argument('--image_size', type=int, default=None,
@@ -97,11 +113,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help='default: 1 for --model=cnn (digits), 3 otherwise (CIFAR)')
   p.add_argument('--num_classes', type=int, default=10)
   p.add_argument('--attack_steps', type=int, default=10, help='K of PGD-K')
-  p.add_argument('--unroll', default='auto', choices=('auto', 'full', 'none'),
-                 help="attack loop: 'auto' (full on CPU, rolled elsewhere), 'full', 'none'")
+  p.add_argument('--unroll', default='auto', type=unroll_list,
+                 help="attack loop: 'auto' (full on CPU, rolled elsewhere), 'full', 'none', "
+                 "or a comma-separated list of them, each timed in turn (e.g. full,none)")
   p.add_argument('--peak_tflops', type=float, default=None,
-                 help='peak FLOP/s of the device in TFLOP/s (default: H100/H200 datasheet '
-                 'on GPU, a measured matmul on CPU)')
+                 help='peak FLOP/s of the device in TFLOP/s (default: the datasheet of a '
+                 'known GPU/TPU, else a measured matmul)')
   p.add_argument('--all', action='store_true',
                  help=f'run the standard CPU set {STANDARD_CPU_SET} (model, batch, steps, '
                  'timed) with the other flags; implies --torch unless --no_torch')
@@ -113,10 +130,29 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help='also trace one JAX step with jax.profiler and print the N op kinds '
                  'that took longest')
   p.add_argument('--json', default=None, help='append one JSON line per run to this file')
+  p.add_argument('--cpu_devices', type=int, default=None,
+                 help='split the CPU into this many JAX devices (jax_num_cpu_devices) and run '
+                 'the step data parallel over them (default: as the training command lines '
+                 'do, one device per core as far as the batch size allows; '
+                 'JAX_NUM_CPU_DEVICES=1 or --cpu_devices=1 keeps one)')
   args = p.parse_args(argv)
+  args.torch = args.torch or args.torch_compile
   if args.steps < args.timed + 1 or args.timed < 1:
     p.error('need --timed >= 1 and --steps >= --timed + 1 (the first step compiles)')
   return args
+
+
+UNROLLS = ('auto', 'full', 'none')
+
+
+def unroll_list(value: str) -> list[str]:
+  """'full,none' -> ['full', 'none']; argparse reports the ValueError as a usage error."""
+  names = [v.strip() for v in value.split(',') if v.strip()]
+  bad = [v for v in names if v not in UNROLLS]
+  if bad or not names:
+    raise argparse.ArgumentTypeError(
+        f'--unroll: {value!r} is not a comma-separated list of {", ".join(UNROLLS)}')
+  return names
 
 
 def input_shape(args) -> tuple[int, int]:
@@ -142,32 +178,33 @@ def measure_matmul_tflops(dtype: str, n: int = 2048, reps: int = 10) -> float:
   return 2 * n**3 / best / 1e12
 
 
-def peak_tflops(args) -> tuple[float | None, str]:
-  """(peak TFLOP/s, where the number comes from)."""
-  if args.peak_tflops:
-    return args.peak_tflops, '--peak_tflops'
-  backend = jax.default_backend()
+def peak_tflops(dtype: str, override: float | None = None) -> tuple[float, str]:
+  """(peak TFLOP/s of the default device for `dtype`, where the number comes from):
+  `override`, else the datasheet for a known GPU/TPU, else a measured XLA matmul."""
+  if override:
+    return override, '--peak_tflops'
   kind = jax.devices()[0].device_kind
-  if backend == 'gpu':
-    for key, bf16, tf32 in GPU_PEAK_TFLOPS:
+  if jax.default_backend() != 'cpu':
+    for key, vendor, bf16, f32 in DATASHEET_PEAK_TFLOPS:
       if key in kind:
-        if args.dtype == 'bfloat16':
-          return bf16, f'{kind}: NVIDIA datasheet dense BF16 tensor core'
-        return tf32, f'{kind}: NVIDIA datasheet dense TF32 tensor core'
-    return None, f'unknown GPU {kind!r}: pass --peak_tflops'
-  if backend == 'cpu':
-    return (measure_matmul_tflops(args.dtype),
-            f'measured: best of 10 jitted 2048x2048 {args.dtype} XLA matmuls')
-  return None, f'no default for backend {backend!r}: pass --peak_tflops'
+        if dtype == 'bfloat16':
+          return bf16, f'{kind}: {vendor} datasheet dense bf16'
+        return f32, f'{kind}: {vendor} datasheet dense peak for float32 inputs (default precision)'
+  return (measure_matmul_tflops(dtype),
+          f'measured: best of 10 jitted 2048x2048 {dtype} XLA matmuls on {kind}')
 
 
 # ----------------------------------------------------------------------------- JAX side
 
 
-def cost_flops(cost) -> float:
-  """The 'flops' entry of a cost analysis (a dict, or a list of per-program dicts)."""
+def cost_flops(cost) -> float | None:
+  """The 'flops' entry of a cost analysis (a dict, or a list of per-program dicts), or None
+  where the backend gives none (XLA:GPU may return None for a program with loops)."""
   if isinstance(cost, (list, tuple)):
-    return float(sum(c.get('flops', 0.0) for c in cost))
+    counts = [c['flops'] for c in cost if c and 'flops' in c]
+    return float(sum(counts)) if counts else None
+  if not cost or 'flops' not in cost:
+    return None
   return float(cost['flops'])
 
 
@@ -177,11 +214,14 @@ _RUNTIME_EVENT = re.compile(r'Thunk|Execute|PjRt|Pjit|PjitFunction|Await|ThreadP
 
 
 class JaxPGDStep:
-  """abd_jax's jitted training step on a synthetic on-device uint8 dataset."""
+  """abd_jax's jitted training step on a synthetic on-device uint8 dataset, data parallel
+  over every device as the training loop runs it (state and dataset replicated, each
+  batch split along the mesh's 'data' axis)."""
 
-  def __init__(self, args, unroll: str | None = None):
+  def __init__(self, args):
+    """args: parse_args()'s namespace; a list of --unroll settings uses the first."""
     self.args = args
-    self.unroll = unroll or args.unroll
+    self.unroll = args.unroll[0] if isinstance(args.unroll, list) else args.unroll
     b = args.batch_size
     size, channels = input_shape(args)
     self.image_shape = (size, size, channels)
@@ -197,6 +237,12 @@ class JaxPGDStep:
     self.order = jax.random.permutation(k_ord, n).astype(jnp.int32)
     self.key = jax.random.key(2)
     self.hp = {'eps': jnp.float32(EPS), 'step_size': jnp.float32(STEP_SIZE)}
+    self.mesh = parallel.make_mesh()
+    if b % self.mesh.size:
+      raise SystemExit(f'--batch_size: {b} is not a multiple of the {self.mesh.size} devices')
+    (self.state, self.metrics, self.images, self.labels, self.order) = jax.device_put(
+        (self.state, self.metrics, self.images, self.labels, self.order),
+        parallel.replicated(self.mesh))
     self.fn = self._step_fn(self.unroll)
     self.jitted = jax.jit(self.fn, donate_argnums=(0, 1))
     self.compiled = None
@@ -205,7 +251,8 @@ class JaxPGDStep:
     perturbation = make_perturbation('linf', steps=self.args.attack_steps, random_start=True,
                                      unroll=unroll)
     return make_train_step(self.model, perturbation, batch_size=self.args.batch_size,
-                           crop_padding=0, flip=False, bn_mode='eval')
+                           crop_padding=0, flip=False, bn_mode='eval',
+                           batch_sharding=parallel.batch_sharded(self.mesh))
 
   def _args(self, index: int):
     return (self.state, self.metrics, self.images, self.labels, self.order,
@@ -221,8 +268,9 @@ class JaxPGDStep:
   def sync(self) -> None:
     jax.block_until_ready((self.state, self.metrics))
 
-  def step_flops(self) -> tuple[float, str]:
-    """XLA's FLOP count of one step, and how it was obtained.
+  def xla_step_flops(self) -> tuple[float | None, str]:
+    """XLA's own FLOP count of one step (None where the backend gives none), and how it
+    was obtained.
 
     XLA's cost analysis counts a while loop's body once, not once per trip, so for a
     rolled attack loop the count comes from the (uncompiled) lowering of the fully
@@ -231,9 +279,15 @@ class JaxPGDStep:
     compiled = cost_flops(self.compiled.cost_analysis())
     if resolve_unroll(self.unroll) is True:
       return compiled, 'compiled step'
-    full = jax.jit(self._step_fn('full')).lower(*self._args(0))
-    return (cost_flops(full.cost_analysis()),
-            f'lowered unrolled step; the compiled rolled step reports {compiled / 1e9:.1f}')
+    full = cost_flops(jax.jit(self._step_fn('full')).lower(*self._args(0)).cost_analysis())
+    reported = 'none' if compiled is None else f'{compiled / 1e9:.1f}'
+    return full, f'lowered unrolled step; the compiled rolled step reports {reported}'
+
+  def analytic_step_flops(self) -> tuple[float, float]:
+    """(forward FLOPs per image F, (2K+3)·F·B for the step), from the model's shapes."""
+    forward = forward_flops(self.model, self.image_shape)
+    step = adversarial_training_flops(forward, self.args.attack_steps) * self.args.batch_size
+    return forward, step
 
   def component_fns(self) -> dict:
     """Zero-argument callables for the parts of the step, on batch 0 (for --breakdown):
@@ -282,12 +336,6 @@ class JaxPGDStep:
         continue
       total[re.sub(r'\.\d+$', '', name)] += e.get('dur', 0) / 1e3
     return total.most_common(top)
-
-  def forward_flops_per_image(self) -> float:
-    b = self.args.batch_size
-    fwd = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
-    x = jnp.zeros((b, *self.image_shape), jnp.float32)
-    return cost_flops(fwd.lower(self.state.variables, x).compile().cost_analysis()) / b
 
 
 # ----------------------------------------------------------------------------- timing
@@ -348,103 +396,139 @@ def unroll_label(unroll: str) -> str:
   return 'auto=' + ('full' if resolve_unroll(unroll) is True else 'none')
 
 
-def run_one(args, model: str, batch_size: int, steps: int, timed: int, use_torch: bool,
-            peak: tuple[float | None, str]) -> dict:
-  args = argparse.Namespace(**{**vars(args), 'model': model, 'batch_size': batch_size,
-                               'steps': steps, 'timed': timed})
-  size, channels = input_shape(args)
-  res = {'model': model, 'batch_size': batch_size, 'image_shape': [size, size, channels],
-         'dtype': args.dtype, 'unroll': unroll_label(args.unroll),
-         'attack_steps': args.attack_steps,
-         'steps': steps, 'timed': timed, 'backend': jax.default_backend(),
-         'device_kind': jax.devices()[0].device_kind}
-
-  # JAX: compile (+ first call), warm-up, timed steps.
-  jx = JaxPGDStep(args)
-  t = time.perf_counter()
-  jx.compile()
-  jx.step(0)
-  jx.sync()
-  first = time.perf_counter() - t
+def time_interleaved(runners: dict, steps: int, timed: int
+                     ) -> tuple[dict[str, float], dict[str, list[float]], float | None]:
+  """Runs `steps` steps of every runner, the runners taking turns step by step, so that a
+  change in machine load (or GPU clocks) hits all of them alike. Returns each runner's
+  first step (s), its last `timed` step times (s), and the share of the CPU that other
+  processes used while the timed steps ran."""
+  first = {name: timed_call(r, 0) for name, r in runners.items()}
   for i in range(1, steps - timed):
-    timed_call(jx, i)
+    for r in runners.values():
+      timed_call(r, i)
   contention = Contention()
-  jax_times = [timed_call(jx, i) for i in range(steps - timed, steps)]
-  res['jax_other_cpu'] = contention.stop()
+  times = {name: [] for name in runners}
+  for i in range(steps - timed, steps):
+    for name, r in runners.items():
+      times[name].append(timed_call(r, i))
+  return first, times, contention.stop()
 
-  # PyTorch afterwards (not interleaved), in the same process.
-  th, torch_times = None, []
-  if use_torch:
-    import torch_reference as tr  # noqa: PLC0415 (imports torch: only when asked)
-    th = tr.TorchPGDStep(model, batch_size=batch_size, image_size=size, channels=channels,
-                         num_classes=args.num_classes, dtype=args.dtype,
+
+def torch_runner(args, compiled: bool):
+  import torch_reference as tr  # noqa: PLC0415 (imports torch: only when asked)
+  size, channels = input_shape(args)
+  return tr.TorchPGDStep(args.model, batch_size=args.batch_size, image_size=size,
+                         channels=channels, num_classes=args.num_classes, dtype=args.dtype,
                          steps=args.attack_steps, eps=EPS, step_size=STEP_SIZE,
-                         num_batches=NUM_BATCHES, channels_last=args.torch_channels_last)
-    res.update(tr.versions(), torch_params=tr.num_params(th.model),
-               torch_channels_last=args.torch_channels_last)
-    torch_first = timed_call(th, 0)
-    for i in range(1, steps - timed):
-      timed_call(th, i)
-    contention = Contention()
-    torch_times = [timed_call(th, i) for i in range(steps - timed, steps)]
-    res['torch_other_cpu'] = contention.stop()
+                         num_batches=NUM_BATCHES, channels_last=args.torch_channels_last,
+                         compile=compiled)
 
-  jax_step = statistics.median(jax_times)
-  res.update(jax_params=sum(x.size for x in jax.tree.leaves(jx.state.params)),
-             jax_step_times=jax_times, jax_step_s=jax_step,
-             jax_img_s=batch_size / jax_step, compile_s=first - jax_step)
-  if th is not None:
-    torch_step = statistics.median(torch_times)
-    res.update(torch_step_times=torch_times, torch_step_s=torch_step,
-               torch_img_s=batch_size / torch_step,
-               torch_first_minus_step_s=torch_first - torch_step,
-               ratio=(batch_size / jax_step) / (batch_size / torch_step))
 
+def jax_result(args, jx: JaxPGDStep, compile_s: float, first: float, times: list[float],
+               peak: tuple[float | None, str]) -> dict:
+  step = statistics.median(times)
+  res = {'unroll': unroll_label(jx.unroll),
+         'jax_params': sum(x.size for x in jax.tree.leaves(jx.state.params)),
+         'jax_step_times': times, 'jax_step_s': step, 'jax_img_s': args.batch_size / step,
+         'compile_s': compile_s + first - step}
   if args.breakdown:
-    res['jax_breakdown_ms'] = time_components(jx.component_fns(), timed)
-    if th is not None:
-      res['torch_breakdown_ms'] = time_components(th.component_fns(), timed)
+    res['jax_breakdown_ms'] = time_components(jx.component_fns(), args.timed)
   if args.profile:
-    res['jax_profile_ms'] = jx.profile_ops(steps, args.profile)
-
-  flops, flops_source = jx.step_flops()
-  fwd = jx.forward_flops_per_image()
-  k = args.attack_steps
-  res.update(xla_gflop_step=flops / 1e9, xla_flops_source=flops_source,
-             fwd_gflop_image=fwd / 1e9, analytic_gflop_step=(2 * k + 3) * fwd * batch_size / 1e9,
-             achieved_tflops=flops / jax_step / 1e12, peak_tflops=peak[0],
-             peak_source=peak[1])
+    res['jax_profile_ms'] = jx.profile_ops(args.steps, args.profile)
+  xla, xla_source = jx.xla_step_flops()
+  if jx.mesh.size > 1:  # SPMD: XLA analyses the program one device runs
+    xla_source += f'; one device\'s share of {jx.mesh.size}'
+  forward, analytic = jx.analytic_step_flops()
+  res.update(xla_gflop_step=None if xla is None else xla / 1e9, xla_flops_source=xla_source,
+             fwd_gflop_image=forward / 1e9, analytic_gflop_step=analytic / 1e9,
+             achieved_tflops=analytic / step / 1e12, peak_tflops=peak[0], peak_source=peak[1])
   if peak[0]:
     res['ceiling_fraction'] = res['achieved_tflops'] / peak[0]
   return res
 
 
+def run_one(args, model: str, batch_size: int, steps: int, timed: int, use_torch: bool,
+            peak: tuple[float | None, str]) -> list[dict]:
+  """One result per `args.unroll` setting. Every JAX setting is compiled first, then the
+  PyTorch steps are built (eager and, with --torch_compile, compiled); then all of them
+  take turns step by step (`time_interleaved`), in the same process. The PyTorch numbers
+  are shared by every setting."""
+  args = argparse.Namespace(**{**vars(args), 'model': model, 'batch_size': batch_size,
+                               'steps': steps, 'timed': timed})
+  size, channels = input_shape(args)
+  common = {'model': model, 'batch_size': batch_size, 'image_shape': [size, size, channels],
+            'dtype': args.dtype, 'attack_steps': args.attack_steps, 'steps': steps,
+            'timed': timed, 'backend': jax.default_backend(),
+            'device_kind': jax.devices()[0].device_kind}
+  runners, compile_s = {}, {}
+  for u in args.unroll:
+    jx = JaxPGDStep(argparse.Namespace(**{**vars(args), 'unroll': u}))
+    t = time.perf_counter()
+    jx.compile()
+    runners[u], compile_s[u] = jx, time.perf_counter() - t
+  torch_names = []
+  if use_torch:
+    torch_names = ['torch_'] + (['torch_compile_'] if args.torch_compile else [])
+    for pre in torch_names:
+      runners[pre] = torch_runner(args, compiled=pre == 'torch_compile_')
+  first, times, other = time_interleaved(runners, steps, timed)
+  common['other_cpu'] = other
+
+  torch_res = {}
+  for pre in torch_names:
+    import torch_reference as tr  # noqa: PLC0415
+    step = statistics.median(times[pre])
+    torch_res.update({**tr.versions(), 'torch_params': tr.num_params(runners[pre].model),
+                      'torch_channels_last': args.torch_channels_last,
+                      f'{pre}step_times': times[pre], f'{pre}step_s': step,
+                      f'{pre}img_s': batch_size / step,
+                      f'{pre}first_minus_step_s': first[pre] - step})
+  if use_torch and args.breakdown:
+    torch_res['torch_breakdown_ms'] = time_components(runners['torch_'].component_fns(), timed)
+  results = []
+  for u in args.unroll:
+    res = {**common, **jax_result(args, runners[u], compile_s[u], first[u], times[u], peak),
+           **torch_res}
+    for pre, key in (('torch_', 'ratio'), ('torch_compile_', 'ratio_compile')):
+      if f'{pre}img_s' in res:
+        res[key] = res['jax_img_s'] / res[f'{pre}img_s']
+    results.append(res)
+  return results
+
+
 # ----------------------------------------------------------------------------- report
 
 
-def other_cpu(share: float | None) -> str:
-  return '' if share is None else f'  [other processes used {share:.0%} of the CPU meanwhile]'
+def torch_line(r: dict, pre: str, label: str) -> str:
+  return (f"{label} step {r[pre + 'step_s'] * 1e3:.1f} ms (median of {r['timed']}: "
+          f"{', '.join(f'{t * 1e3:.1f}' for t in r[pre + 'step_times'])})  "
+          f"{r[pre + 'img_s']:.1f} img/s  first step overhead "
+          f"{r[pre + 'first_minus_step_s']:.2f} s")
 
 
 def print_run(r: dict) -> None:
   print(f"\n== {r['model']} batch {r['batch_size']} {'x'.join(map(str, r['image_shape']))} "
         f"{r['dtype']} unroll={r['unroll']} PGD-{r['attack_steps']} on {r['backend']} "
-        f"({r['device_kind']})")
+        f"({r['device_kind']}) x{r['devices']} device{'s' if r['devices'] > 1 else ''}")
   print(f"JAX     params {r['jax_params']:,}  compile {r['compile_s']:.2f} s  "
         f"step {r['jax_step_s'] * 1e3:.1f} ms (median of {r['timed']}: "
         f"{', '.join(f'{t * 1e3:.1f}' for t in r['jax_step_times'])})  "
-        f"{r['jax_img_s']:.1f} img/s{other_cpu(r.get('jax_other_cpu'))}")
+        f"{r['jax_img_s']:.1f} img/s")
   if 'torch_img_s' in r:
     print(f"PyTorch params {r['torch_params']:,}  torch {r['torch']} "
-          f"({r['torch_threads']} threads, {r['torch_device']})  "
-          f"step {r['torch_step_s'] * 1e3:.1f} ms (median of {r['timed']}: "
-          f"{', '.join(f'{t * 1e3:.1f}' for t in r['torch_step_times'])})  "
-          f"{r['torch_img_s']:.1f} img/s  first step overhead "
-          f"{r['torch_first_minus_step_s']:.2f} s{other_cpu(r.get('torch_other_cpu'))}")
-    print(f"ratio JAX/PyTorch {r['ratio']:.2f}")
-  print(f"FLOPs   XLA {r['xla_gflop_step']:.1f} GFLOP/step ({r['xla_flops_source']}), "
-        f"analytic (2K+3)F·B {r['analytic_gflop_step']:.1f} GFLOP/step with F = "
-        f"{r['fwd_gflop_image']:.4f} GFLOP/image forward")
+          f"({r['torch_threads']} threads, {r['torch_device']})")
+    print(torch_line(r, 'torch_', '        eager   '))
+    if 'torch_compile_img_s' in r:
+      print(torch_line(r, 'torch_compile_', '        compiled'))
+    compiled = (f", compiled {r['ratio_compile']:.2f}" if 'ratio_compile' in r else '')
+    print(f"ratio JAX/PyTorch eager {r['ratio']:.2f}{compiled} (steps taken in turns)")
+  if r.get('other_cpu') is not None:
+    print(f"load    other processes used {r['other_cpu']:.0%} of the CPU during the timed steps")
+  xla = ('n/a (the backend gave no cost analysis)' if r['xla_gflop_step'] is None
+         else f"{r['xla_gflop_step']:.1f} GFLOP/step")
+  print(f"FLOPs   analytic (2K+3)F·B {r['analytic_gflop_step']:.1f} GFLOP/step with F = "
+        f"{r['fwd_gflop_image']:.4f} GFLOP/image forward; XLA's count {xla} "
+        f"({r['xla_flops_source']})")
   k = r['attack_steps']
   for who in ('jax', 'torch'):
     parts = r.get(f'{who}_breakdown_ms')
@@ -458,21 +542,25 @@ def print_run(r: dict) -> None:
           'tracing adds overhead): ' + ', '.join(f'{n} {t:.1f}' for n, t in r['jax_profile_ms']))
   peak = 'n/a' if r['peak_tflops'] is None else f"{r['peak_tflops']:.3g} TFLOP/s"
   frac = f"{r['ceiling_fraction']:.1%}" if 'ceiling_fraction' in r else 'n/a'
-  print(f"ceiling achieved {r['achieved_tflops'] * 1e3:.1f} GFLOP/s / peak {peak} "
-        f"({r['peak_source']}) = {frac}")
+  print(f"ceiling achieved {r['achieved_tflops'] * 1e3:.1f} GFLOP/s (analytic count) / peak "
+        f"{peak} ({r['peak_source']}) = {frac}")
+
+
+def fmt(value, spec: str) -> str:
+  return '-' if value is None else format(value, spec)
 
 
 def print_table(results: list[dict]) -> None:
-  head = ('model', 'batch', 'shape', 'dtype', 'unroll', 'JAX img/s', 'torch img/s', 'ratio',
-          'compile s', 'GFLOP/step', 'ceiling')
+  head = ('model', 'batch', 'shape', 'dtype', 'unroll', 'JAX img/s', 'eager img/s', 'ratio',
+          'compiled img/s', 'ratio', 'compile s', 'GFLOP/step', 'ceiling')
   rows = []
   for r in results:
     rows.append((r['model'], str(r['batch_size']), 'x'.join(map(str, r['image_shape'])),
-                 r['dtype'], r['unroll'], f"{r['jax_img_s']:.1f}",
-                 f"{r['torch_img_s']:.1f}" if 'torch_img_s' in r else '-',
-                 f"{r['ratio']:.2f}" if 'ratio' in r else '-', f"{r['compile_s']:.1f}",
-                 f"{r['xla_gflop_step']:.1f}",
-                 f"{r['ceiling_fraction']:.1%}" if 'ceiling_fraction' in r else '-'))
+                 r['dtype'], r['unroll'], fmt(r['jax_img_s'], '.1f'),
+                 fmt(r.get('torch_img_s'), '.1f'), fmt(r.get('ratio'), '.2f'),
+                 fmt(r.get('torch_compile_img_s'), '.1f'), fmt(r.get('ratio_compile'), '.2f'),
+                 fmt(r['compile_s'], '.1f'), fmt(r['analytic_gflop_step'], '.1f'),
+                 fmt(r.get('ceiling_fraction'), '.1%')))
   widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
   print('\n' + ' | '.join(h.ljust(w) for h, w in zip(head, widths)))
   print('-+-'.join('-' * w for w in widths))
@@ -480,27 +568,33 @@ def print_table(results: list[dict]) -> None:
     print(' | '.join(c.ljust(w) for c, w in zip(row, widths)))
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> list[dict]:
   args = parse_args(argv)
-  versions = {'python': platform.python_version(), 'jax': jax.__version__,
-              'jaxlib': importlib.metadata.version('jaxlib'),
-              'cpus': os.cpu_count(), 'XLA_FLAGS': os.environ.get('XLA_FLAGS', '')}
-  print('versions: ' + ', '.join(f'{k} {v}' for k, v in versions.items()))
   if args.all:
     runs = [(m, b, s, t, not args.no_torch) for m, b, s, t in STANDARD_CPU_SET]
   else:
     runs = [(args.model, args.batch_size, args.steps, args.timed, args.torch)]
-  peak = peak_tflops(args)
+  if args.cpu_devices:
+    jax.config.update('jax_num_cpu_devices', args.cpu_devices)  # before the backend starts
+  else:
+    parallel.split_cpu([b for _, b, _, _, _ in runs])
+  versions = {'python': platform.python_version(), 'jax': jax.__version__,
+              'jaxlib': importlib.metadata.version('jaxlib'),
+              'cpus': os.cpu_count(), 'XLA_FLAGS': os.environ.get('XLA_FLAGS', ''),
+              'devices': jax.device_count()}
+  print('versions: ' + ', '.join(f'{k} {v}' for k, v in versions.items()))
+  peak = peak_tflops(args.dtype, args.peak_tflops)
   results = []
   for model, batch, steps, timed, use_torch in runs:
-    r = run_one(args, model, batch, steps, timed, use_torch, peak)
-    r.update(versions)
-    print_run(r)
-    results.append(r)
-    if args.json:
-      with open(args.json, 'a') as f:
-        f.write(json.dumps(r) + '\n')
+    for r in run_one(args, model, batch, steps, timed, use_torch, peak):
+      r.update(versions)
+      print_run(r)
+      results.append(r)
+      if args.json:
+        with open(args.json, 'a') as f:
+          f.write(json.dumps(r) + '\n')
   print_table(results)
+  return results
 
 
 if __name__ == '__main__':

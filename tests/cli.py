@@ -19,7 +19,10 @@ def cli_command(workdir, *overrides, config='configs/quickstart.py'):
 
 def cli_env(**extra):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1', **extra)
-  env.pop('XLA_FLAGS', None) if 'XLA_FLAGS' not in extra else None
+  if 'XLA_FLAGS' in extra:  # fake devices: JAX_NUM_CPU_DEVICES (conftest) would override them
+    env.pop('JAX_NUM_CPU_DEVICES', None)
+  else:
+    env.pop('XLA_FLAGS', None)
   return env
 
 

@@ -1,9 +1,12 @@
-"""Shared fixtures. Tests run on the CPU with one device; the data-parallel test starts
-its own subprocesses with fake devices."""
+"""Shared fixtures. Tests run on the CPU with one device, and so do the command lines they
+start (JAX_NUM_CPU_DEVICES=1 is inherited: the CLIs would otherwise split the CPU into one
+device per core); the data-parallel tests start their own subprocesses with fake devices
+(`fake_devices_env`), and tests/test_cpu_split.py checks the CLIs' split."""
 
 import os
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ['JAX_NUM_CPU_DEVICES'] = '1'
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -49,3 +52,11 @@ def trained_digits_model():
   acc = float(jnp.mean(jnp.argmax(logits_fn(x), -1) == y))
   assert acc > 0.95, acc
   return logits_fn, jnp.asarray(x[:300]), jnp.asarray(y[:300])
+
+
+def fake_devices_env(n: int, **extra) -> dict:
+  """The environment of a subprocess that sees the CPU as `n` devices."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+             **extra)
+  env.pop('JAX_NUM_CPU_DEVICES')  # it would override the flag
+  return env

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import fake_devices_env
+
 from abd_jax import parallel
 from abd_jax.defenses.step_count import (count_dataset_steps, count_steps, finish, init_carry,
                                          min_steps_to_flip)
@@ -116,8 +118,7 @@ def test_counts_and_features_on_4_fake_devices_match_one_device():
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   results = {}
   for n in (1, 4):
-    env = dict(os.environ, JAX_PLATFORMS='cpu',
-               XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
+    env = fake_devices_env(n)
     proc = subprocess.run([sys.executable, '-c', _SHARDED_SCRIPT], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -54,6 +54,7 @@ def test_vmapped_groups_are_split_at_max_stack():
 
 @pytest.mark.parametrize('backend, devices, model, expected', [
     ('cpu', 1, 'cnn', 'sequential'),   # measured 0.25x on 2 CPU cores
+    ('cpu', 2, 'cnn', 'sequential'),   # CPU devices are cores: they split each batch
     ('gpu', 1, 'cnn', 'vmap'),         # measured 9.0x with 64 runs on an H100
     ('gpu', 1, 'resnet18', 'sequential'),  # 0.78x: vmapped convolutions are grouped
     ('tpu', 8, 'resnet18', 'vmap'),    # every device steps its own runs

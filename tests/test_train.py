@@ -10,6 +10,8 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import fake_devices_env
+
 from abd_jax import config as config_lib
 from abd_jax.data import load_dataset
 from abd_jax.train import loop, programs
@@ -123,8 +125,7 @@ def test_data_parallel_on_8_devices_matches_one_device(tmp_path, perturb):
   (sign of a ~0 gradient), so AT runs get a looser accuracy tolerance."""
   results = {}
   for n in (1, 8):
-    env = dict(os.environ, JAX_PLATFORMS='cpu',
-               XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
+    env = fake_devices_env(n)
     proc = subprocess.run([sys.executable, '-c', _DP_SCRIPT, str(tmp_path / str(n)), perturb], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -149,4 +149,9 @@ def main(experiment: Reproduction, argv: Sequence[str] | None = None) -> dict[st
   command = 'python ' + ' '.join(shlex.quote(a) for a in
                                  [os.path.relpath(sys.argv[0], REPO) if argv is None else
                                   f'experiments/{experiment.name}.py', *(sys.argv[1:] if argv is None else argv)])
+  from abd_jax import cli
+  from abd_jax.sweep import grid
+  arms = list(experiment.arms(args.data))
+  cli.use_cpu_cores(p.config for arm in (arms[:1] if args.tiny else arms)
+                    for p in grid.expand(sweep_config(shrink(arm) if args.tiny else arm)))
   return run(experiment, args.data, args.workdir, args.out, args.tiny, command)

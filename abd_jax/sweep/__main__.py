@@ -10,7 +10,7 @@ from ml_collections import config_flags
 
 from abd_jax import cli
 from abd_jax import config as config_lib
-from abd_jax.sweep import engine
+from abd_jax.sweep import engine, grid
 from abd_jax.sweep.grid import SweepError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -37,6 +37,8 @@ def main(argv):
   config = cli.load_config(_CONFIG)
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   file_config = cli.run_or_exit(lambda: config_lib.load_file(spec), extra=(SweepError,))
+  points = cli.run_or_exit(lambda: grid.expand(config), extra=(SweepError,))
+  cli.use_cpu_cores(p.config for p in points)
   with cli.interruptible(f'the sweep in {workdir}'):
     rows = cli.run_or_exit(lambda: engine.run(config, workdir, overwrite=_OVERWRITE.value,
                                               config_spec=spec, file_config=file_config),

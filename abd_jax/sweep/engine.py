@@ -83,8 +83,9 @@ VMAP_MEASURED = {
 def choose_execution(requested: str, points: Sequence[Point], backend: str,
                      num_devices: int) -> tuple[str, str]:
   """(execution, why) of a group. `auto`: vmap where one program stepping many runs was
-  measured to pay (small models on accelerators), or where several devices can each step
-  their own runs; sequential otherwise. A group whose runs have a defense is always
+  measured to pay (small models on accelerators), or where several accelerators can each
+  step their own runs; sequential otherwise, and always on CPU (vmapped convolutions become
+  grouped ones there; the data-parallel mesh spreads each batch over the CPU's devices). A group whose runs have a defense is always
   sequential: a defense runs phase by phase (detector, scoring, final training)."""
   config = points[0].config
   if config.defense.name != 'none':
@@ -93,10 +94,10 @@ def choose_execution(requested: str, points: Sequence[Point], backend: str,
     return 'sequential', 'a single point'
   if requested != 'auto':
     return requested, 'sweep.execution'
+  if backend == 'cpu':  # CPU devices are its cores: each batch is split over them instead
+    return 'sequential', VMAP_MEASURED[('cpu', 'any')]
   if num_devices > 1:
     return 'vmap', f'the run axis is split over {num_devices} devices'
-  if backend == 'cpu':
-    return 'sequential', VMAP_MEASURED[('cpu', 'any')]
   if config.model.name == 'cnn':
     return 'vmap', VMAP_MEASURED[('gpu', 'cnn')]
   return 'sequential', VMAP_MEASURED[('gpu', 'resnet')] + ' (vmapped convolutions are grouped)'
