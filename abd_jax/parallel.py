@@ -47,7 +47,7 @@ def split_cpu(batch_sizes: Sequence[int]) -> int:
   """Splits the host CPU into `cpu_device_count(batch_sizes, usable cores)` JAX devices, so
   that the data-parallel mesh runs each batch on every core. XLA:CPU keeps one program on
   about 1.1 (digits CNN) to 1.5 (ResNet-18) of 2 cores; split over two devices the same step
-  used 1.8 cores and ran 2.0x (CNN) and 1.3x (ResNet-18, batch 128) as fast
+  used 1.8 cores and ran 1.6-2.3x (CNN) and 1.3-1.4x (ResNet-18, batch 128) as fast
   (benchmarks/README.md). Only the CPU backend is affected.
 
   Returns the device count set, or 0 where it was left alone: the user chose one

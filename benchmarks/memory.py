@@ -44,7 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   for name in args.models.split(','):
     if name not in train_step.MODEL_NAMES:
       p.error(f'--models: unknown model {name!r}; allowed: {", ".join(train_step.MODEL_NAMES)}')
-  fit = [int(b) for b in args.fit_batches.split(',')]
+  try:
+    fit = [int(b) for b in args.fit_batches.split(',')]
+  except ValueError:
+    fit = []
   if len(fit) != 2 or not 0 < fit[0] < fit[1]:
     p.error(f'--fit_batches: need two increasing positive sizes, got {args.fit_batches!r}')
   if args.multiple < 1:

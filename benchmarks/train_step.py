@@ -137,6 +137,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  'JAX_NUM_CPU_DEVICES=1 or --cpu_devices=1 keeps one)')
   args = p.parse_args(argv)
   args.torch = args.torch or args.torch_compile
+  if args.cpu_devices is not None and args.cpu_devices < 1:
+    p.error(f'--cpu_devices: must be >= 1, got {args.cpu_devices}')
   if args.steps < args.timed + 1 or args.timed < 1:
     p.error('need --timed >= 1 and --steps >= --timed + 1 (the first step compiles)')
   return args
@@ -295,8 +297,8 @@ class JaxPGDStep:
     'train_grad' (train-mode forward + backward to the parameters). A PGD-K step costs
     about K * input_grad + train_grad."""
     b, model = self.args.batch_size, self.model
-    x = self.images[:b].astype(jnp.float32) / 255.0
-    y = self.labels[:b]
+    x, y = jax.device_put((self.images[:b].astype(jnp.float32) / 255.0, self.labels[:b]),
+                          parallel.batch_sharded(self.mesh))  # split as the step splits it
     variables = self.state.variables
 
     def train_grad(params, batch_stats, x, y):

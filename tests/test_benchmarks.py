@@ -111,3 +111,13 @@ def test_memory_benchmark_finds_the_largest_batch_under_a_limit():
   # The next multiple would not fit (the fit is linear in the batch to within a few KiB).
   next_gib = (r['fixed_mib'] + r['per_image_mib'] * (r['batch'] + 32)) / 1024
   assert next_gib > limit_gib * 0.999
+
+
+@pytest.mark.parametrize('unroll', ['auto', 'full', 'none'])
+def test_attack_benchmarks_run_with_every_unroll(unroll, capsys):
+  import perturb_cost
+  import step_count
+  perturb_cost.bench('cnn', 0.25, (8, 8, 1), 4, rounds=1, reps=1, steps=2, unroll=unroll)
+  step_count.bench('cnn', 0.25, (8, 8, 1), 4, rounds=1, reps=1, steps=2, unroll=unroll)
+  out = capsys.readouterr().out
+  assert out.count('x PGD-2') == len(perturb_cost.REGIMES) + 3  # + pgd, count/device, count/host

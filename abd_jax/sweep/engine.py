@@ -85,8 +85,9 @@ def choose_execution(requested: str, points: Sequence[Point], backend: str,
   """(execution, why) of a group. `auto`: vmap where one program stepping many runs was
   measured to pay (small models on accelerators), or where several accelerators can each
   step their own runs; sequential otherwise, and always on CPU (vmapped convolutions become
-  grouped ones there; the data-parallel mesh spreads each batch over the CPU's devices). A group whose runs have a defense is always
-  sequential: a defense runs phase by phase (detector, scoring, final training)."""
+  grouped ones there; the data-parallel mesh spreads each batch over the CPU's devices). A
+  group whose runs have a defense is always sequential: a defense runs phase by phase
+  (detector, scoring, final training)."""
   config = points[0].config
   if config.defense.name != 'none':
     return 'sequential', f'defense {config.defense.name!r} runs phase by phase'
