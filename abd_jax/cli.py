@@ -14,6 +14,7 @@ import importlib.util
 import os
 import signal
 import sys
+import time
 from typing import Callable, Iterator, TypeVar
 
 import ml_collections
@@ -35,9 +36,41 @@ def user_errors() -> tuple[type[Exception], ...]:
   return (ConfigError, DatasetError, WorkdirError, CheckpointError, TrainingDivergedError)
 
 
-def fail(message: str, code: int) -> None:
+def fail(message: str, code: int, teardown: bool = True) -> None:
+  """Prints one line and exits with `code`; without `teardown`, skips the interpreter's
+  teardown (see `interruptible`)."""
   print(f'error: {message}', file=sys.stderr)
+  if not teardown:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  if _in_job():
+    # One process of several: JAX's exit handler would wait at a shutdown barrier for
+    # processes that may be gone, then abort with a page of its own logs. Process 0 hosts
+    # JAX's coordination service and leaves last: the others, which usually fail at the
+    # same point, would otherwise lose the service before they print their own line.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _process_index() == 0:
+      time.sleep(_LAST_TO_LEAVE_S)
+    os._exit(code)
   sys.exit(code)
+
+
+_LAST_TO_LEAVE_S = 3.0
+
+
+def _process_index() -> int:
+  import jax
+  return jax.process_index()
+
+
+def _in_job() -> bool:
+  """True in one process of a multi-process job (jax.distributed is up)."""
+  if 'jax' not in sys.modules:
+    return False
+  from abd_jax import parallel
+  return parallel.in_job()
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -158,7 +191,10 @@ def check_workdir(workdir: str | None, flag: str = '--workdir') -> str:
 def interruptible(what: str) -> Iterator[None]:
   """SIGTERM behaves as Ctrl-C; either ends the block with one line saying that the same
   command resumes `what` (exit 128 + the signal's number, as a shell reports it). The
-  run's `finally` blocks run first, so a checkpoint being written is completed."""
+  run's `finally` blocks run first, so a checkpoint being written is completed. The exit
+  then skips the interpreter's teardown: computations the interrupted step had queued may
+  still be running on XLA's threads, and freeing the runtime under them can crash the
+  process after its line (the workdir's lock is a flock, which the kernel releases)."""
   name = None
   with interrupt.handled():
     try:
@@ -168,7 +204,7 @@ def interruptible(what: str) -> Iterator[None]:
     name = name or interrupt.received()
   if name is not None:
     fail(f'interrupted ({name}); {what} is kept: run the same command again to resume it',
-         128 + signal.Signals[name].value)
+         128 + signal.Signals[name].value, teardown=False)
 
 
 def run_or_exit(fn: Callable[[], T], extra: tuple[type[Exception], ...] = ()) -> T:
@@ -177,3 +213,9 @@ def run_or_exit(fn: Callable[[], T], extra: tuple[type[Exception], ...] = ()) ->
     return fn()
   except user_errors() + extra as e:
     fail(str(e), 1)
+  except Exception as e:  # noqa: BLE001 - anything else is a bug, unless a peer is gone
+    from abd_jax import parallel
+    lost = parallel.lost_peer(e)
+    if lost is None:
+      raise
+    fail(lost, 1)

@@ -159,7 +159,14 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict(dict(every_epochs=1, max_to_keep=2))
   c.log = ml_collections.ConfigDict(dict(progress=True, every_steps=10))
-  c.distributed = ml_collections.ConfigDict(dict(initialize=False))
+  # Several processes (hosts) as one job: `jax.distributed.initialize`. The cluster's
+  # environment gives the coordinator and the ids (TPU, SLURM, Open MPI); elsewhere give
+  # coordinator_address ('host:port' of process 0), num_processes and process_id (each
+  # process its own). A process that stops sending heartbeats for heartbeat_timeout
+  # seconds is declared dead and the job stops. Not compared between a run and its resume.
+  c.distributed = ml_collections.ConfigDict(dict(
+      initialize=False, coordinator_address='', num_processes=0, process_id=-1,
+      local_device_ids=(), initialization_timeout=300, heartbeat_timeout=100))
   return c
 
 
@@ -462,6 +469,51 @@ def validate(c: ml_collections.ConfigDict) -> None:
   _int_at_least('checkpoint.every_epochs', c.checkpoint.every_epochs, 1)
   _int_at_least('checkpoint.max_to_keep', c.checkpoint.max_to_keep, 1)
   _int_at_least('log.every_steps', c.log.every_steps, 1)
+  validate_distributed(c.distributed)
+
+
+def validate_distributed(ds: ml_collections.ConfigDict) -> None:
+  """The `distributed` block: given together, the three launch fields name a job JAX does
+  not detect itself (`coordinator_address` 'host:port', `num_processes`, `process_id`)."""
+  if not isinstance(ds.initialize, bool):
+    raise ConfigError('distributed.initialize', ds.initialize, 'must be true or false')
+  address = ds.coordinator_address
+  host, _, port = str(address).rpartition(':')
+  if not isinstance(address, str) or (address and not (
+      host and port.isdigit() and 0 < int(port) < 65536)):
+    raise ConfigError('distributed.coordinator_address', address,
+                      "must be '' (from the cluster's environment) or 'host:port' of process 0, "
+                      "e.g. '10.0.0.1:1234' (port 1-65535)")
+  _int_at_least('distributed.num_processes', ds.num_processes, 0)
+  _int_at_least('distributed.process_id', ds.process_id, -1)
+  given = {'distributed.coordinator_address': bool(address),
+           'distributed.num_processes': ds.num_processes > 0,
+           'distributed.process_id': ds.process_id >= 0}
+  if any(given.values()):
+    if not ds.initialize:
+      field = next(f for f, g in given.items() if g)
+      raise ConfigError(field, ds[field.split('.')[1]],
+                        'is used only with distributed.initialize=true')
+    missing = [f for f, g in given.items() if not g]
+    if missing:
+      raise ConfigError(missing[0], ds[missing[0].split('.')[1]],
+                        'must be given too: with ' + ' and '.join(f for f, g in given.items() if g)
+                        + ' set, a job JAX does not detect needs coordinator_address, '
+                        'num_processes and process_id')
+    if ds.process_id >= ds.num_processes:
+      raise ConfigError('distributed.process_id', ds.process_id,
+                        f'must be in [0, {ds.num_processes - 1}] '
+                        f'(distributed.num_processes = {ds.num_processes})')
+  ids = ds.local_device_ids
+  if (not isinstance(ids, (tuple, list)) or len(set(ids)) != len(ids)
+      or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids)):
+    raise ConfigError('distributed.local_device_ids', ids,
+                      'must be a tuple of distinct device ids >= 0 (empty: every local device)')
+  if ids and not ds.initialize:
+    raise ConfigError('distributed.local_device_ids', ids,
+                      'is used only with distributed.initialize=true')
+  _int_at_least('distributed.initialization_timeout', ds.initialization_timeout, 1)
+  _int_at_least('distributed.heartbeat_timeout', ds.heartbeat_timeout, 1)
 
 
 def validate_for_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:
@@ -662,7 +714,23 @@ def apply_dst_adversarial(c: ml_collections.ConfigDict) -> ml_collections.Config
   return c
 
 
-PRESETS = {'digits': apply_digits_scale}
+def apply_smoke_scale(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Every phase as short as it can be: each `*epochs` field at most 1 (no lr steps), each
+  `*steps` field at most 2. Checks that a config runs end to end in seconds (`:digits,smoke`);
+  its numbers mean nothing."""
+  for name, block in c.items():
+    if isinstance(block, ml_collections.ConfigDict) and name != 'log':
+      for field, value in block.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+          if field.endswith('epochs') and value > 1:
+            block[field] = 1
+          elif field.endswith('steps') and value > 2:
+            block[field] = 2
+  c.train.milestones = ()
+  return c
+
+
+PRESETS = {'digits': apply_digits_scale, 'smoke': apply_smoke_scale}
 
 
 def digits_without_attack(preset: str | None) -> bool:

@@ -8,6 +8,13 @@ same global batch (up to float reduction order).
 A vmapped sweep group adds a 'runs' axis in front: the mesh is (runs, data), the stacked
 train states and every per-run array are split over 'runs', so each device (or group of
 devices along 'data') steps its own runs, data parallel inside a run.
+
+The rules every pipeline follows on several devices and processes:
+  put / put_replicated / put_per_run   the one way an array reaches a mesh program
+  fetch                                the one way a value is read back (gathered across
+                                       processes where it is split over them)
+  is_writer, agree, barrier            only process 0 writes; decisions read from files
+                                       are process 0's; the others wait for its writes
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = 'data'
@@ -70,13 +78,60 @@ def split_cpu(batch_sizes: Sequence[int]) -> int:
 _initialized = False
 
 
-def maybe_initialize_distributed(enabled: bool) -> None:
-  """Multi-host runs: connect the processes (coordinator from the environment / cluster),
-  once per process (a sweep runs many experiments in one)."""
+def maybe_initialize_distributed(block) -> None:
+  """Several processes as one job (the config's `distributed` block): connects them once
+  per process (a sweep runs many experiments in one). The coordinator and the ids come
+  from the block where it gives them, else from the cluster's environment."""
   global _initialized
-  if enabled and not _initialized:
-    jax.distributed.initialize()
-    _initialized = True
+  if not block.initialize or _initialized:
+    return
+  jax.distributed.initialize(
+      coordinator_address=block.coordinator_address or None,
+      num_processes=block.num_processes or None,
+      process_id=block.process_id if block.process_id >= 0 else None,
+      local_device_ids=list(block.local_device_ids) or None,
+      initialization_timeout=block.initialization_timeout,
+      heartbeat_timeout_seconds=block.heartbeat_timeout)
+  _initialized = True
+  # The processes' first collective sets up their CPU collectives (gloo), which waits only
+  # 30 s for every process to arrive: made here, where they all are, and not at a later
+  # point that one process may reach much later than another (while compiling, writing).
+  barrier('started')
+
+
+def in_job() -> bool:
+  """True in one process of several (`jax.distributed` is up)."""
+  return _initialized and jax.process_count() > 1
+
+
+# What a collective or barrier says when another process of the job is gone: its TCP
+# connections reset (gloo on CPU, NCCL on GPU) or the coordination service declared it dead.
+_PEER_GONE = ('Connection reset by peer', 'Connection refused', 'Connection closed',
+              'heartbeat', 'Gloo', 'NCCL', 'coordination service', 'Barrier', 'UNAVAILABLE',
+              'DEADLINE_EXCEEDED', 'Socket closed')
+
+
+def lost_peer(error: BaseException) -> str | None:
+  """One line for an error that means another process of this job stopped (killed,
+  preempted, crashed), or None for any other error."""
+  if not in_job() or not isinstance(error, (jax.errors.JaxRuntimeError, RuntimeError)):
+    return None
+  text = ' '.join(str(error).split())
+  if not any(marker in text for marker in _PEER_GONE):
+    return None
+  for noise in ('INTERNAL: ', 'Error dispatching computation: '):
+    text = text.replace(noise, '')
+  return (f'process {jax.process_index()} of {jax.process_count()}: another process of this '
+          f'job stopped ({text[:160]}); this one stops too. Run the job again (every process) '
+          'to resume it from its latest checkpoint')
+
+
+def fitted_batch(wanted: int, num_images: int) -> int:
+  """The batch of a phase that trains on `num_images` images (a defense's small clean or
+  isolated set): `wanted`, cut to the set's size and then to a multiple of the device
+  count (each batch is split evenly over the devices); at least one image per device."""
+  n = jax.device_count()
+  return max(n, min(wanted, num_images) // n * n)
 
 
 def make_mesh() -> Mesh:
@@ -116,10 +171,26 @@ def per_run(mesh: Mesh) -> NamedSharding:
 
 
 def put(tree: Any, sharding: NamedSharding) -> Any:
-  """Host arrays (identical on every process) -> global arrays with `sharding`; each
-  process reads only the slices its devices hold."""
-  return jax.tree.map(lambda a: jax.make_array_from_callback(np.shape(a), sharding,
-                                                             lambda idx: np.asarray(a)[idx]), tree)
+  """Every leaf of `tree` on `sharding`: the one way an array reaches a mesh program.
+
+  Host values (numpy arrays, Python and numpy scalars; identical on every process) become
+  global arrays, each process supplying only the slices its devices hold. A device array
+  already on `sharding` is kept as it is; one elsewhere (a restored checkpoint on one
+  device, a state on another mesh) is moved, whole. Typed PRNG keys keep their type."""
+  return jax.tree.map(lambda a: _put_leaf(a, sharding), tree)
+
+
+def _put_leaf(a: Any, sharding: NamedSharding) -> jax.Array:
+  if isinstance(a, jax.Array):
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(_put_leaf(jax.random.key_data(a), sharding),
+                                      impl=jax.random.key_impl(a))
+    if a.sharding.is_equivalent_to(sharding, a.ndim):
+      return a
+    if not a.is_fully_addressable:  # spans processes: a collective reshard
+      return jax.device_put(a, sharding)
+  host = np.asarray(a)
+  return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
 
 def put_per_run(tree: Any, mesh: Mesh) -> Any:
@@ -130,3 +201,43 @@ def put_per_run(tree: Any, mesh: Mesh) -> Any:
 def put_replicated(tree: Any, mesh: Mesh) -> Any:
   """Host arrays -> global arrays replicated on every device."""
   return put(tree, replicated(mesh))
+
+
+def is_writer() -> bool:
+  """Only process 0 writes files (every process computes the same values)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here until all have arrived: placed after process 0 writes a file
+  that the others read next, so that no process decides from a file not yet written. A
+  no-op in a single process."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'abd_jax {name}')
+
+
+def agree(value: Any) -> Any:
+  """Process 0's `value` (a bool, an int, or a list of them) on every process. Every
+  decision read from the workdir (is this run finished? this detection saved?) goes through
+  it: another process may read the file a moment before process 0 writes it, and processes
+  that decide differently stop in different collectives. A no-op in a single process."""
+  if jax.process_count() == 1:
+    return value
+  out = multihost_utils.broadcast_one_to_all(np.asarray(value, np.int64))
+  if isinstance(value, (list, tuple)):
+    return [type(v)(x) for v, x in zip(value, np.asarray(out).tolist())]
+  return type(value)(np.asarray(out).item())
+
+
+def fetch(tree: Any) -> Any:
+  """Host (numpy) copies of device values, the multi-process way: the one way a value is
+  read back. An array split over devices of several processes is gathered from all of
+  them (a collective: every process calls this for the same arrays in the same order);
+  others are read from this process's devices."""
+
+  def one(a):
+    if isinstance(a, jax.Array) and not (a.is_fully_addressable or a.is_fully_replicated):
+      return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(jax.device_get(a))
+
+  return jax.tree.map(one, tree)

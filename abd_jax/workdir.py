@@ -3,10 +3,10 @@ holds a different run.
 
 A workdir holds `config.json`, `metrics.jsonl`, `results.json`, `checkpoints/` and figures.
 Rerunning the same config resumes; a different config is refused unless `overwrite`,
-which deletes the old run first. Fields under `log` only change console output and are
-not compared. While a run works in it, the workdir is locked (`.lock`, an exclusive
-`flock` that the kernel releases when the process dies, so a killed run never leaves a
-stale lock); a second process on the same workdir is refused.
+which deletes the old run first. Fields under `log` (console output) and `distributed`
+(how the job is launched) are not compared. While a run works in it, the workdir is
+locked (`.lock`, an exclusive `flock` that the kernel releases when the process dies, so a
+killed run never leaves a stale lock); a second process on the same workdir is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ try:
 except ImportError:  # Windows: no advisory locks; runs are not protected from each other
   fcntl = None
 
-IGNORED_SECTIONS = ('log',)
+# How a run is shown and launched (each process of a job has its own process_id), not
+# what it computes.
+IGNORED_SECTIONS = ('log', 'distributed')
 LOCK = '.lock'
 
 
@@ -70,9 +72,12 @@ def check_path(workdir: str, flag: str = '--workdir') -> None:
     if existing == target:
       tempfile.TemporaryFile(dir=target).close()
     else:
-      os.makedirs(target)
+      # exist_ok, and no complaint when a folder is already gone or in use: the other
+      # processes of a multi-process job probe the same path at the same time.
+      os.makedirs(target, exist_ok=True)
       while target != existing:  # leave no trace of the probe
-        os.rmdir(target)
+        with contextlib.suppress(OSError):
+          os.rmdir(target)
         target = os.path.dirname(target)
   except OSError as e:
     what = 'is not writable' if existing == os.path.abspath(workdir) else 'cannot be created'
