@@ -131,6 +131,7 @@ class Evaluator:
     self.model, self.attack = model, attack
     self.batch_size, self.stacked = batch_size, stacked
     self._sharding = parallel.batch_sharded(mesh)
+    self._variables_sharding = parallel.per_run(mesh) if stacked else parallel.replicated(mesh)
     self._programs: dict[tuple[str, bool, int], object] = {}
 
   def _program(self, kind: str, per_run: bool, batch_size: int):
@@ -174,12 +175,13 @@ class Evaluator:
     return s.batch_size or self.batch_size
 
   def _result(self, hits, counted) -> float | np.ndarray:
-    hits = np.asarray(jax.device_get(hits), np.float64)
+    hits = np.asarray(parallel.fetch(hits), np.float64)
     return hits / counted if self.stacked else float(hits) / counted
 
   def accuracy(self, variables, s: EvalSet, labels: jax.Array | None = None) -> float | np.ndarray:
     """Fraction of `s` classified as `labels` (default: the set's own labels)."""
     labels = s.labels if labels is None else labels
+    variables = parallel.put(variables, self._variables_sharding)
     bs = self._set_batch(s)
     fn = self._program('clean', s.stacked, bs)
     hits = sum(fn(variables, s.images, labels, s.valid, jnp.int32(i))
@@ -190,6 +192,7 @@ class Evaluator:
                       limit: int = 0) -> float | np.ndarray:
     """Accuracy under the attack on exactly the first `limit` examples (0 = all): the
     batches that cover them are attacked, the examples past `limit` are not counted."""
+    variables, key, hp = parallel.put((variables, key, hp), self._variables_sharding)
     bs = self._set_batch(s)
     nb = s.num_batches(bs, limit)
     fn = self._program('robust', s.stacked, bs)

@@ -116,7 +116,7 @@ def claim(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = Fal
   config (returns True), refuses another one unless `overwrite`. The caller holds the
   workdir's lock (`workdir.locked`)."""
   config_lib.validate(config)
-  parallel.maybe_initialize_distributed(config.distributed.initialize)
+  parallel.maybe_initialize_distributed(config.distributed)
   resumed = False
   if jax.process_index() == 0:
     resumed = workdir_lib.prepare(workdir, config_lib.to_dict(config), overwrite)
@@ -139,11 +139,10 @@ def poison_run(config: ml_collections.ConfigDict, data: Dataset, workdir: str,
 def finish(config: ml_collections.ConfigDict, workdir: str, results: dict,
            poisoned: poison.Poisoned | None) -> None:
   """The run's figures and its results.json (written last: it marks the run finished)."""
-  if jax.process_index() != 0:
-    return
   if poisoned is not None and config.perturb.name in figures.SPATIAL_REGIMES:
     figures.spatial_examples(config, poisoned.train, poisoned.manifest['indices'], workdir)
-  workdir_lib.write_json(os.path.join(workdir, RESULTS), results)
+  if parallel.is_writer():
+    workdir_lib.write_json(os.path.join(workdir, RESULTS), results)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
@@ -154,9 +153,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   workdir is locked while the run works in it."""
   shared = shared or Shared()
   config_lib.validate(config)
-  parallel.maybe_initialize_distributed(config.distributed.initialize)
+  parallel.maybe_initialize_distributed(config.distributed)
   results = finished_results(config, workdir, overwrite)
-  if results is not None:
+  if parallel.agree(results is not None):
     if verbose:
       print(f'{workdir} already holds the finished run:')
   else:

@@ -20,7 +20,7 @@ import os
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import generators, poison
+from abd_jax import generators, parallel, poison
 from abd_jax import train as train_lib
 from abd_jax.data import Dataset
 from abd_jax.errors import ConfigError
@@ -98,10 +98,12 @@ def attack_context(config: ml_collections.ConfigDict, data: Dataset,
   kind = poison.SURROGATE_KINDS.get(config.attack.name)
   if kind is None:
     return poison.AttackContext(unroll=config.perturb.unroll)
-  model_and_variables = load_or_train_surrogate(config, data, workdir,
-                                                adversarial=kind == 'adversarial')
-  return poison.AttackContext(surrogate=model_and_variables, surrogate_source=describe(config),
-                              unroll=config.perturb.unroll)
+  model, variables = load_or_train_surrogate(config, data, workdir,
+                                             adversarial=kind == 'adversarial')
+  # Host copies: poisoning runs on one device of each process (every process poisons the
+  # same way), not on the training mesh.
+  return poison.AttackContext(surrogate=(model, parallel.fetch(variables)),
+                              surrogate_source=describe(config), unroll=config.perturb.unroll)
 
 
 def trained_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:

@@ -19,6 +19,7 @@ import runpy
 import sys
 import time
 
+from abd_jax import cli
 from abd_jax.reproduce import runner
 from abd_jax.reproduce.spec import DATA
 
@@ -45,9 +46,11 @@ def main():
   args = parser.parse_args()
   if args.data not in DATA:
     parser.error(f'--data={args.data!r} is not allowed: one of {", ".join(DATA)}')
+  experiments = [runpy.run_path(path)['EXPERIMENT'] for path in scripts(args.names)]
+  cli.use_cpu_cores(c for e in experiments if args.data in e.datasets
+                    for c in runner.point_configs(e, args.data, args.tiny))
   times = []
-  for path in scripts(args.names):
-    experiment = runpy.run_path(path)['EXPERIMENT']
+  for experiment in experiments:
     if args.data not in experiment.datasets:
       print(f'{experiment.name}: skipped (runs on {", ".join(experiment.datasets)})')
       continue

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import os
 
-import jax
 import numpy as np
 
-from abd_jax import workdir as workdir_lib
+from abd_jax import parallel, workdir as workdir_lib
 from abd_jax.defenses import detection
 
 
@@ -51,12 +50,13 @@ def cached(workdir: str, compute, announce: bool = True) -> dict:
   interrupted run of this workdir left in detection.json. Damaged detection files are
   computed again (from the same model: the result is the same), with one warning."""
   summary, problem = saved_detection(workdir)
-  if summary is None:
+  if parallel.agree(summary is None):
     if problem is not None:
       logging.warning('%s; computing the detection in %s again', problem, workdir)
     summary = compute()
-    if jax.process_index() == 0:
+    if parallel.is_writer():
       workdir_lib.write_json(os.path.join(workdir, DETECTION_JSON), summary)
+    parallel.barrier('detection written')  # the callers read detection.npz next
   if announce:
     print(f'defense ({workdir}): {detection.describe(summary)}')
   return summary
@@ -64,7 +64,7 @@ def cached(workdir: str, compute, announce: bool = True) -> dict:
 
 def save_npz(workdir: str, **arrays) -> None:
   """Atomic: a kill never leaves half a detection.npz behind."""
-  if jax.process_index() != 0:
+  if not parallel.is_writer():
     return
   path = os.path.join(workdir, DETECTION_NPZ)
   with open(path + '.tmp', 'wb') as f:

@@ -136,7 +136,7 @@ def secure_training(config, data: Dataset, workdir: str, backdoor,
   if d.dst_train == 'secure':
     check_batch(config, 'dst_contrastive_batch', len(data.y_train))
   mesh = parallel.make_mesh()
-  sd_train = dict(batch_size=min(SD_BATCH, len(data.y_train)), optimizer='sgd', lr=d.dst_sd_lr,
+  sd_train = dict(batch_size=parallel.fitted_batch(SD_BATCH, len(data.y_train)), optimizer='sgd', lr=d.dst_sd_lr,
                   momentum=0.9, weight_decay=5e-4, milestones=())
   sconfig = phase_config(config, SD_FIELDS[:2], epochs=d.dst_sd_epochs, **sd_train)
   sconfig.dataset.update(crop_padding=0, flip=False)  # the original trains it without augmentation

@@ -19,11 +19,11 @@ training and given to the defender (`clean_reserve`). Then
                          + attention distillation to the teacher (`objective`)
 
 Fine-tuning runs are standard training (perturb 'none') with SGD at defense.finetune_lr,
-no decay, on batches of min(train.batch_size, clean images). NAD's schedule with Gao's
-initial lr 0.01 is constant for its 20 epochs (the original drops to 0.01 after 2 epochs
-from 0.1); its β = 500, 1000, 1000 for the last three stages are the original README's
-(its argparse defaults are 0, 0, 5000). The teacher is fine-tuned at the same lr for
-defense.finetune_epochs (the original's 10).
+no decay, on batches of min(train.batch_size, clean images) (cut to a multiple of the
+devices). NAD's schedule with Gao's initial lr 0.01 is constant for its 20 epochs (the
+original drops to 0.01 after 2 epochs from 0.1); its β = 500, 1000, 1000 for the last
+three stages are the original README's (its argparse defaults are 0, 0, 5000). The
+teacher is fine-tuned at the same lr for defense.finetune_epochs (the original's 10).
 """
 
 from __future__ import annotations
@@ -83,10 +83,11 @@ def backdoored_config(config: ml_collections.ConfigDict,
 
 def finetune_config(config: ml_collections.ConfigDict, num_images: int, epochs: int,
                     lr: float) -> ml_collections.ConfigDict:
-  """Standard training for `epochs` at a constant `lr` on `num_images` images."""
+  """Standard training for `epochs` at a constant `lr` on `num_images` images, on batches
+  of min(train.batch_size, num_images) rounded down to a multiple of the devices."""
   c = config.copy_and_resolve_references()
-  c.train.update(epochs=epochs, lr=lr, milestones=(), batch_size=min(c.train.batch_size,
-                                                                     num_images))
+  c.train.update(epochs=epochs, lr=lr, milestones=(),
+                 batch_size=parallel.fitted_batch(c.train.batch_size, num_images))
   c.perturb.name = 'none'
   # A few steps per epoch: evaluate about ten times, not after every epoch.
   c.eval.every_epochs = max(c.eval.every_epochs, epochs // 10)
@@ -95,13 +96,13 @@ def finetune_config(config: ml_collections.ConfigDict, num_images: int, epochs: 
 
 def _json_cached(path: str, compute) -> dict:
   """compute()'s dict, or the one an earlier run saved at `path` (recomputed when damaged)."""
-  if os.path.exists(path):
-    saved, problem = workdir_lib.read_object(path)
-    if saved is not None:
-      return saved
+  saved, problem = workdir_lib.read_object(path) if os.path.exists(path) else (None, None)
+  if parallel.agree(saved is not None):
+    return saved
+  if problem is not None:
     logging.warning('%s %s; computing it again', path, problem)
   result = compute()
-  if jax.process_index() == 0:
+  if parallel.is_writer():
     workdir_lib.write_json(path, result)
   return result
 

@@ -30,6 +30,7 @@ def map_samples(fn: Callable[..., Any], variables: dict, images: np.ndarray, lab
   eval_set = evaluate.make_eval_set(images, labels, batch_size, mesh)
   batch_size = eval_set.batch_size  # clamped to the set's size
   sharding = parallel.batch_sharded(mesh)
+  variables, args = parallel.put_replicated((variables, args), mesh)
 
   @jax.jit
   def run(variables, images, labels, valid, index, *args):
@@ -43,7 +44,7 @@ def map_samples(fn: Callable[..., Any], variables: dict, images: np.ndarray, lab
 
   outs = [run(variables, eval_set.images, eval_set.labels, eval_set.valid, jnp.int32(i), *args)
           for i in range(eval_set.num_batches(batch_size))]
-  outs = jax.device_get(outs)
+  outs = parallel.fetch(outs)
   return jax.tree.map(lambda *leaves: np.concatenate(leaves)[:eval_set.size], *outs)
 
 

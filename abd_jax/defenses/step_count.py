@@ -143,13 +143,18 @@ def count_dataset_steps(model, variables: dict, images: np.ndarray, labels: np.n
     return finish(lambda v: logits_fn(variables, v), carry, y, max_steps)
 
   n, out = len(labels), []
+  variables, beta = parallel.put_replicated((variables, beta), mesh)
   for lo in range(0, n, batch_size):
     chunk_images, chunk_labels = images[lo:lo + batch_size], labels[lo:lo + batch_size]
     valid = np.arange(batch_size) < len(chunk_labels)
     pad = batch_size - len(chunk_labels)
-    carry, y = start(np.pad(chunk_images, ((0, pad), (0, 0), (0, 0), (0, 0))),
-                     np.pad(chunk_labels.astype(np.int32), (0, pad)), valid)
-    while int(carry[0]) < max_steps and not bool(jnp.all(carry[3])):  # one sync per chunk
+    carry, y = start(*parallel.put((np.pad(chunk_images, ((0, pad), (0, 0), (0, 0), (0, 0))),
+                                    np.pad(chunk_labels.astype(np.int32), (0, pad)), valid),
+                                   sharding))
+    while True:  # one sync per chunk
+      step, all_done = parallel.fetch((carry[0], jnp.all(carry[3])))
+      if step >= max_steps or all_done:
+        break
       carry = advance(variables, carry, y, beta)
-    out.append(np.asarray(done(variables, carry, y))[:len(chunk_labels)])
+    out.append(parallel.fetch(done(variables, carry, y))[:len(chunk_labels)])
   return StepCounts(np.concatenate(out).astype(np.int32), max_steps)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from abd_jax import interrupt
+from abd_jax import interrupt, parallel
 from abd_jax.train.checkpoint import Checkpointer
 from abd_jax.train.loop import TrainingDivergedError
 from abd_jax.train.progress import Progress
@@ -85,8 +85,8 @@ def train(trainer: GeneratorTrainer, run_dir: str, seed: int, *, every_epochs: i
   try:
     # Eager: its ops' compiled kernels are cached by shape across trainers, where a jitted
     # init of a new trainer compiles the whole program again (15 s on 2 CPU cores).
-    restored = ckpt.restore_latest(trainer.init(init_key))
-    state, start = restored.state, restored.epoch
+    restored = ckpt.restore_latest(_on_mesh(trainer.init(init_key)))
+    state, start = _local(restored.state), restored.epoch
     writer.truncate_after(start)
     bar = Progress(trainer.epochs * trainer.images_per_epoch, start * trainer.images_per_epoch,
                    enabled=progress, desc=f'{trainer.name} generator')
@@ -106,7 +106,7 @@ def train(trainer: GeneratorTrainer, run_dir: str, seed: int, *, every_epochs: i
       bar.update(trainer.images_per_epoch, epoch=done,
                  **{k: v for k, v in metrics.items() if k.endswith(('loss', 'acc'))})
       if done % every_epochs == 0 or done == trainer.epochs:
-        ckpt.save(done, state)
+        ckpt.save(done, _on_mesh(state))
   finally:
     if bar is not None:
       bar.close()
@@ -119,8 +119,22 @@ def restore_final(trainer: GeneratorTrainer, run_dir: str) -> Any:
   ckpt = Checkpointer(os.path.join(run_dir, 'checkpoints'), max_to_keep=1_000_000,
                       read_only=True)
   try:
-    # Shapes and dtypes are all the restore needs: nothing is initialized or compiled.
-    template = jax.eval_shape(trainer.init, jax.random.key(0))
-    return ckpt.restore_latest(template, fallback=False).state
+    # Shapes, dtypes and shardings are all the restore needs: nothing is initialized or
+    # compiled.
+    sharding = parallel.replicated(parallel.make_mesh())
+    template = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                            jax.eval_shape(trainer.init, jax.random.key(0)))
+    return _local(ckpt.restore_latest(template, fallback=False).state)
   finally:
     ckpt.close()
+
+
+# A generator trains on one device of each process (every process computes the same
+# networks); its checkpoints hold them as arrays replicated over the mesh, which is what a
+# checkpoint written by several processes holds.
+def _on_mesh(state: Any) -> Any:
+  return parallel.put_replicated(state, parallel.make_mesh())
+
+
+def _local(state: Any) -> Any:
+  return jax.device_put(parallel.fetch(state))

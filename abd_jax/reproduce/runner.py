@@ -150,8 +150,13 @@ def main(experiment: Reproduction, argv: Sequence[str] | None = None) -> dict[st
                                  [os.path.relpath(sys.argv[0], REPO) if argv is None else
                                   f'experiments/{experiment.name}.py', *(sys.argv[1:] if argv is None else argv)])
   from abd_jax import cli
-  from abd_jax.sweep import grid
-  arms = list(experiment.arms(args.data))
-  cli.use_cpu_cores(p.config for arm in (arms[:1] if args.tiny else arms)
-                    for p in grid.expand(sweep_config(shrink(arm) if args.tiny else arm)))
+  cli.use_cpu_cores(point_configs(experiment, args.data, args.tiny))
   return run(experiment, args.data, args.workdir, args.out, args.tiny, command)
+
+
+def point_configs(experiment: Reproduction, data: str, tiny: bool = False):
+  """The config of every point `run` would train (before JAX starts: for the CPU split)."""
+  from abd_jax.sweep import grid
+  arms = list(experiment.arms(data))
+  for arm in arms[:1] if tiny else arms:
+    yield from (p.config for p in grid.expand(sweep_config(shrink(arm) if tiny else arm)))

@@ -60,9 +60,9 @@ POINT_ERRORS = (TrainingDivergedError, ConfigError)
 def static_signature(config: ml_collections.ConfigDict) -> str:
   """JSON of what fixes a run's compiled programs and control flow: the config without
   the traced budgets (perturb / eval ε, step sizes, β, mixing α), the seed, the attack's
-  parameters (only its name: the poisoned images are data) and logging."""
+  parameters (only its name: the poisoned images are data), logging and the launch."""
   d = config_lib.to_dict(config)
-  for name in ('seed', 'log'):
+  for name in ('seed', *workdir_lib.IGNORED_SECTIONS):
     d.pop(name, None)
   for section in ('perturb', 'eval'):
     for field in HPARAM_FIELDS:
@@ -145,7 +145,8 @@ def point_command(point: Point, workdir: str, config_spec: str,
   values = grid.flatten(point.config)
   defaults = grid.flatten(file_config) if file_config is not None else {}
   changed = dict(point.overrides)
-  changed.update({k: v for k, v in values.items() if k not in changed and k.split('.')[0] != 'log'
+  changed.update({k: v for k, v in values.items() if k not in changed
+                  and k.split('.')[0] not in workdir_lib.IGNORED_SECTIONS
                   and grid.tupled(defaults.get(k)) != grid.tupled(v)})
   args = ['python', '-m', 'abd_jax.main', f'--config={config_spec or "CONFIG"}',
           f'--workdir={point_dir(workdir, point)}', *grid.overrides_to_flags(changed)]
@@ -187,6 +188,11 @@ def _read_results(workdir: str, name: str) -> dict | None:
   return workdir_lib.read_json(path) if os.path.exists(path) else None
 
 
+def _unfinished(workdir: str, names: Sequence[str]) -> list[bool]:
+  """Per point, whether it has no results.json yet: as process 0 sees it, on every process."""
+  return parallel.agree([_read_results(workdir, n) is None for n in names])
+
+
 def _error_path(workdir: str, name: str) -> str:
   return os.path.join(point_dir(workdir, name), 'error.txt')
 
@@ -215,8 +221,8 @@ def _run_sequential(group: Group, workdir: str, shared: experiment.Shared, bar) 
   # Points with the same poisoning run back to back, so it is computed once.
   order = sorted(group.points, key=lambda p: (json.dumps(config_lib.to_dict(p.config.attack),
                                                          sort_keys=True), p.config.seed, p.index))
-  for p in order:
-    if _read_results(workdir, p.name) is None:
+  for p, unfinished in zip(order, _unfinished(workdir, [p.name for p in order])):
+    if unfinished:
       try:
         experiment.run(p.config, point_dir(workdir, p), shared=shared, verbose=False)
       except POINT_ERRORS as e:
@@ -246,7 +252,7 @@ def _train_group(group: Group, workdir: str, shared: experiment.Shared) -> tuple
       changed = poisoned.modified
       runs.append(StackedRun(p.config, pdir, poisoned.train.y_train, changed,
                              poisoned.train.x_train[changed], poisoned.backdoor))
-  if os.path.exists(saved_path):
+  if parallel.agree(os.path.exists(saved_path)):
     outcomes = workdir_lib.read_json(saved_path)
   else:
     os.makedirs(group_dir, exist_ok=True)
@@ -254,8 +260,9 @@ def _train_group(group: Group, workdir: str, shared: experiment.Shared) -> tuple
     with timing.phase('train'):
       results = train_and_evaluate_stacked(runs, clean, group_dir)
     outcomes = [{'error': str(r)} if isinstance(r, Exception) else {'results': r} for r in results]
-    if jax.process_index() == 0:
+    if parallel.is_writer():
       workdir_lib.write_json(saved_path, outcomes)
+    parallel.barrier('group trained')
   return outcomes, poisonings
 
 
@@ -269,10 +276,11 @@ def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> 
     for p in group.points:  # each point's workdir is locked like a single run's
       locks.enter_context(workdir_lib.locked(point_dir(workdir, p), enabled=is_writer))
     outcomes, poisonings = _train_group(group, workdir, shared)
-    for p, poisoned, outcome in zip(group.points, poisonings, outcomes):
+    unfinished = _unfinished(workdir, [p.name for p in group.points])
+    for p, poisoned, outcome, todo in zip(group.points, poisonings, outcomes, unfinished):
       if 'error' in outcome:
         errors[p.name] = _record_error(workdir, p.name, RuntimeError(outcome['error']))
-      elif _read_results(workdir, p.name) is None:
+      elif todo:
         experiment.finish(p.config, point_dir(workdir, p), outcome['results'], poisoned)
       bar.update(1)
   if is_writer:  # every point holds its own final checkpoint now
@@ -283,6 +291,7 @@ def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> 
 def _report(workdir: str, axes: Sequence[Axis], points: Sequence[Point], metrics: Sequence[str],
             errors: dict[str, str], verbose: bool) -> list[dict]:
   """results.csv, results.jsonl and the figures from the points' results.json files."""
+  parallel.barrier('sweep report')  # every process reads the files process 0 wrote
   results = {p.name: _read_results(workdir, p.name) for p in points}
   for p in points:
     if results[p.name] is None and p.name not in errors and os.path.exists(_error_path(workdir, p.name)):
@@ -308,12 +317,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   points = grid.expand(config)  # validates every point first
   experiment_config, block = grid.split_config(config)
   axes = grid.axes_of(block, experiment_config)
-  parallel.maybe_initialize_distributed(experiment_config.distributed.initialize)
+  parallel.maybe_initialize_distributed(experiment_config.distributed)
   is_writer = jax.process_index() == 0
   workdir_lib.check_path(workdir)
   resumable = workdir_lib.inspect(workdir, config_lib.to_dict(config), overwrite, **_CLAIM)
   groups = plan(points, block.execution, block.max_stack, jax.default_backend(), jax.device_count())
-  todo = [p for p in points if not resumable or _read_results(workdir, p.name) is None]
+  todo = [p for p, unfinished in zip(points, _unfinished(workdir, [p.name for p in points]))
+          if not resumable or unfinished]
   shared = experiment.Shared(surrogate_root=os.path.join(workdir, 'surrogates'))
   _preflight(todo, shared)
   errors: dict[str, str] = {}
@@ -333,7 +343,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
       try:
         with nested_bars():
           for group in groups:
-            if all(_read_results(workdir, p.name) is not None for p in group.points):
+            if not any(_unfinished(workdir, [p.name for p in group.points])):
               continue
             run_group = _run_vmapped if group.execution == 'vmap' else _run_sequential
             logging.info('sweep group %s: %d points, %s', group.name, len(group.points),

@@ -92,7 +92,7 @@ class _Lanes:
 
   def per_lane(self, value) -> list:
     """A scalar (one run) or [G] array -> one Python number per lane."""
-    return [v.item() for v in np.atleast_1d(np.asarray(value))]
+    return [v.item() for v in np.atleast_1d(parallel.fetch(value))]
 
 
 def _evaluate(lanes: _Lanes, state, epoch: int, final: bool) -> list[dict]:
@@ -167,7 +167,7 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
           progress.update(pending, epoch=epoch + 1, img_s=pending / max(now - t_sync, 1e-9))
           t_sync, pending = now, 0
       epoch_time = time.perf_counter() - t_epoch
-      m = jax.device_get(metrics)
+      m = parallel.fetch(metrics)
       losses = [s / c for s, c in zip(lanes.per_lane(m['loss_sum']), lanes.per_lane(m['count']))]
       accs = [h / c for h, c in zip(lanes.per_lane(m['correct']), lanes.per_lane(m['count']))]
       done = epoch + 1
@@ -200,7 +200,7 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
   if programs.stacked:  # a lane that diverged before a resume left non-finite weights
     finite = jax.vmap(lambda p: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
                                                    for x in jax.tree.leaves(p)])))(state.params)
-    for g, ok in enumerate(np.asarray(finite)):
+    for g, ok in enumerate(parallel.fetch(finite)):
       if not ok and g not in diverged:
         diverged[g] = TrainingDivergedError(
             f'{lanes.names[g]}: the training diverged (its weights are not finite); '
@@ -267,14 +267,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
                           objective=objective)
   state = programs.init(keys['init'])
   if init_variables is not None:  # host copies: the step donates the state's buffers
-    start = jax.device_get(init_variables)
+    start = parallel.fetch(init_variables)
     state = state.replace(params=_start_from(state.params, start['params']),
                           batch_stats=_start_from(state.batch_stats, start.get('batch_stats', {})))
-  state = jax.device_put(state, parallel.replicated(mesh))
+  state, keys = parallel.put_replicated((state, keys), mesh)
   images, labels = parallel.put_replicated((data.x_train, data.y_train.astype(np.int32)), mesh)
-  train_hp = perturb_hparams(config.perturb)
-  if extra_hp:
-    train_hp.update(parallel.put_replicated(extra_hp, mesh))
+  train_hp = parallel.put_replicated({**perturb_hparams(config.perturb), **(extra_hp or {})}, mesh)
   e = config.eval
   lanes = _Lanes(
       config=config, programs=programs, state=state, images=images, labels=labels, keys=keys,
@@ -344,9 +342,7 @@ def train_and_evaluate_stacked(runs: Sequence[StackedRun], clean: Dataset,
   programs = get_programs(config, len(clean.y_train), clean.num_classes, clean.image_shape, mesh,
                           stacked=True)
   keys = [run_keys(r.config.seed) for r in padded]
-  # Key arrays travel as their raw uint32 data (numpy cannot hold typed keys).
-  keys = {k: jax.random.wrap_key_data(parallel.put_per_run(
-      np.stack([np.asarray(jax.random.key_data(kk[k])) for kk in keys]), mesh)) for k in keys[0]}
+  keys = parallel.put_per_run({k: jnp.stack([kk[k] for kk in keys]) for k in keys[0]}, mesh)
   num_rows = max(1, max(len(r.changed) for r in padded))
   rows, slots = zip(*(overlay_rows(r.changed, r.changed_images, len(clean.y_train), num_rows)
                       for r in padded))

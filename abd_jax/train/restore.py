@@ -8,7 +8,7 @@ import os
 import jax
 import ml_collections
 
-from abd_jax import workdir as workdir_lib
+from abd_jax import parallel, workdir as workdir_lib
 from abd_jax.data import Dataset
 from abd_jax.train.checkpoint import CheckpointDamagedError, CheckpointError, Checkpointer
 from abd_jax.train.objective import Objective
@@ -56,9 +56,12 @@ def load_run_variables(run_dir: str, data: Dataset, fallback: ml_collections.Con
     raise RestoreError('must be the workdir of a finished run (it has no checkpoints/ folder)')
   model_cfg, train_cfg, dp = _run_blocks(run_dir, fallback)
   model = make_model(model_cfg, data.num_classes, objective)
-  # The steps per epoch only move the lr boundaries, not the state's structure.
-  template = init_state(model, make_tx(train_cfg, 1, dp, objective), jax.random.key(0),
-                        data.image_shape, objective)
+  # The steps per epoch only move the lr boundaries, not the state's structure. The
+  # template is replicated on the mesh, so the restored variables are too (every program
+  # that takes them runs there).
+  template = parallel.put_replicated(
+      init_state(model, make_tx(train_cfg, 1, dp, objective), jax.random.key(0),
+                 data.image_shape, objective), parallel.make_mesh())
   ckpt = Checkpointer(ckpt_dir, max_to_keep=1_000_000, read_only=True)  # never delete
   try:
     if ckpt.latest_epoch() is None:
