@@ -80,3 +80,44 @@ def test_config_is_locked_against_typos():
   c.lock()
   with pytest.raises(AttributeError):
     c.train.lrr = 0.1
+
+
+def distributed(**fields):
+  c = config_lib.base_config()
+  with c.unlocked():
+    c.distributed.update(fields)
+  return c
+
+
+JOB = dict(initialize=True, coordinator_address='10.0.0.1:1234', num_processes=2, process_id=1)
+
+
+@pytest.mark.parametrize('fields, field, rule', [
+    (dict(JOB, process_id=2), 'process_id', 'must be in [0, 1]'),
+    (dict(JOB, coordinator_address='10.0.0.1'), 'coordinator_address', "'host:port'"),
+    (dict(JOB, coordinator_address='10.0.0.1:0'), 'coordinator_address', 'port 1-65535'),
+    (dict(JOB, process_id=-1), 'process_id', 'needs coordinator_address, num_processes'),
+    (dict(initialize=True, num_processes=2), 'coordinator_address', 'must be given too'),
+    (dict(JOB, initialize=False), 'coordinator_address', 'only with distributed.initialize'),
+    (dict(local_device_ids=(0, 0)), 'local_device_ids', 'distinct device ids'),
+    (dict(local_device_ids=(1,)), 'local_device_ids', 'only with distributed.initialize'),
+    (dict(heartbeat_timeout=0), 'heartbeat_timeout', 'must be an integer >= 1'),
+])
+def test_bad_distributed_fields_name_the_field(fields, field, rule):
+  with pytest.raises(ConfigError) as info:
+    config_lib.validate(distributed(**fields))
+  assert f'`distributed.{field}`' in str(info.value) and rule in str(info.value)
+
+
+def test_a_job_jax_detects_or_one_given_in_full_validates():
+  config_lib.validate(distributed(initialize=True))  # TPU / SLURM / Open MPI
+  config_lib.validate(distributed(**JOB, local_device_ids=(0, 1), heartbeat_timeout=10))
+
+
+def test_the_smoke_preset_shortens_every_phase():
+  c = config_lib.load_file('configs/dst.py:digits,smoke')
+  epochs = {f'{b}.{f}': v for b, block in c.items() if isinstance(block, type(c))
+            for f, v in block.items() if f.endswith('epochs') and b != 'log'}
+  assert epochs and max(epochs.values()) <= 1, epochs
+  assert c.perturb.steps <= 2 and c.defense.max_steps <= 2 and c.train.milestones == ()
+  config_lib.validate(c)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from abd_jax import parallel
-from cli import FAST, REPO, cli_command, read_json
+from cli import REPO
 
 
 @pytest.mark.parametrize('sizes,cores,expected', [
@@ -52,15 +52,5 @@ def test_split_cpu_unless_the_user_chose(extra, user_devices):
     assert (n, devices) == (0, user_devices)
 
 
-@pytest.mark.slow
-def test_cli_trains_data_parallel_over_the_cpu_cores(tmp_path):
-  expected = parallel.cpu_device_count([64, 120], parallel.usable_cores())
-  workdir = tmp_path / 'run'
-  proc = subprocess.run(cli_command(workdir, *FAST, '--config.train.epochs=1'), cwd=REPO,
-                        env=_env(PYTHONUNBUFFERED='1'), capture_output=True, text=True,
-                        timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  said = f'the CPU runs as {expected} JAX devices, data parallel' in proc.stderr
-  assert said == (expected > 1)
-  results = read_json(workdir / 'results.json')
-  assert 0.0 <= results['clean_acc'] <= 1.0 and results['epochs'] == 1
+# The command lines' split itself (the message, data-parallel training on it) is run for
+# every shipped config by tests/test_devices.py.

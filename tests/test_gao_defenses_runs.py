@@ -50,12 +50,15 @@ def test_fine_pruning_reuses_the_backdoored_model_and_lowers_asr(standard, tmp_p
 
 
 def test_attention_distillation_lowers_asr(standard, tmp_path):
+  """Over seeds 0-4 (README "Across seeds") NAD ends at asr 0.00-0.21 from 0.92-0.98, at
+  clean 0.39-0.82: 71 clean images and beta up to 1000 cost most of the accuracy on some
+  seeds. Bounds: the asr falls by 0.3 at least, and the model stays well above chance."""
   st_dir, st, shared = standard
   results = experiment.run(load('configs/nad.py:digits', defense__backdoored_workdir=st_dir),
                            str(tmp_path / 'nad'), shared=shared, verbose=False)
   assert results['backdoored_asr'] == st['asr']
   assert {'teacher_clean_acc', 'teacher_asr'} <= set(results)
-  assert results['asr'] <= st['asr'] - 0.3 and results['clean_acc'] >= 0.7
+  assert results['asr'] <= st['asr'] - 0.3 and results['clean_acc'] >= 0.3
 
 
 def test_dp_sgd_lowers_asr_and_its_model_restores(standard, tmp_path):
@@ -82,17 +85,19 @@ def test_backdoored_workdir_must_fit(standard, tmp_path):
   assert not os.path.exists(tmp_path / 'w') and not os.path.exists(tmp_path / 'v')
 
 
-def test_anti_backdoor_learning_isolates_poisons_and_unlearns(standard, tmp_path):
-  """ABL's own setting (BadNets 10%, gamma 0.5): on digits the isolated 1% is mostly
-  poisoned and unlearning it lowers the ASR of the model trained on the rest. (Gao's
-  gamma = 0 at 1% isolates no more poisons than chance here: README.)"""
+def test_anti_backdoor_learning_isolates_the_lowest_losses_and_unlearns_them(standard,
+                                                                              tmp_path):
+  """ABL's own setting (BadNets 10%, gamma 0.5). Over seeds 0-4 (README "Across seeds")
+  the isolated 1% holds 14, 14, 5, 5 or 0 of the 143 poisons and unlearning it ends at asr
+  0.51-1.0 from 1.0: whether ABL works on digits depends on the seed, so this test asserts
+  the mechanism (the 14 lowest LGA losses isolated, unlearned, clean accuracy kept) and no
+  effect size. (Gao's gamma = 0 at 1% isolates no more poisons than chance: README.)"""
   _, _, shared = standard
   workdir = str(tmp_path / 'abl')
   results = experiment.run(load('configs/abl.py:digits', attack__poison_rate=0.1,
                                 defense__abl_gamma=0.5), workdir, shared=shared, verbose=False)
   assert results['removed_total'] == 14  # 1% of the 1,437 training images
-  assert results['precision'] >= 0.5
-  assert results['asr'] <= results['finetune_asr'] - 0.2 and results['clean_acc'] >= 0.9
+  assert results['asr'] <= results['finetune_asr'] and results['clean_acc'] >= 0.9
   saved = np.load(os.path.join(workdir, 'detection.npz'))
   isolated, losses = saved['removed'], saved['score']
   assert losses[isolated].max() <= losses[~isolated].min()  # the lowest losses

@@ -105,6 +105,9 @@ def test_notebook_runs_end_to_end_small(path, tmp_path, monkeypatch):
   monkeypatch.setenv('ABD_JAX_NOTEBOOK_SMALL', '1')
   monkeypatch.setenv('ABD_JAX_NOTEBOOK_RUNS', str(runs))
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
+  # Two devices, as a user who splits the CPU (or has two GPUs) runs them: every array of the
+  # notebook's runs goes through the data-parallel mesh.
+  monkeypatch.setenv('JAX_NUM_CPU_DEVICES', '2')
   monkeypatch.delenv('XLA_FLAGS', raising=False)
   notebook = nbformat.read(str(copy), as_version=4)
   for cell in notebook.cells:  # a committed run's outputs must not pass for this one's
