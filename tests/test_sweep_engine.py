@@ -82,9 +82,9 @@ def test_point_command_reproduces_the_point_config(tmp_path):
   command = engine.point_command(point, str(tmp_path), 'configs/x.py:digits', file_config)
   for flag in ('--config.perturb.eps=0.2', '--config.perturb.step_size=0.05',
                '--config.attack.alpha=0.5', '--config.seed=3', '--config.train.epochs=2',
-               f'--workdir={tmp_path}/points/{point.name}'):
+               '--sweep_point', f'--workdir={tmp_path}/points/{point.name}'):
     assert flag in command
-  assert 'log.' not in command and 'sweep' not in command
+  assert 'log.' not in command and '--config.sweep' not in command
 
 
 def test_workdir_of_another_sweep_or_a_run_is_refused(tmp_path):

@@ -29,7 +29,8 @@ def main(argv):
   cli.quiet_storage_logs()
   workdir = cli.check_workdir(_WORKDIR.value)
   if _REPORT.value:
-    cli.run_or_exit(lambda: engine.report_only(_WORKDIR.value), extra=(SweepError,))
+    _fail_on_missing(cli.run_or_exit(lambda: engine.report_only(workdir), extra=(SweepError,)),
+                     workdir)
     return
   if _CONFIG.value is None:
     cli.fail('--config is required (a sweep config, e.g. configs/sweeps/eps_alpha.py:digits), '
@@ -43,11 +44,18 @@ def main(argv):
     rows = cli.run_or_exit(lambda: engine.run(config, workdir, overwrite=_OVERWRITE.value,
                                               config_spec=spec, file_config=file_config),
                            extra=(SweepError,))
+  _fail_on_missing(rows, workdir)
+
+
+def _fail_on_missing(rows, workdir: str) -> None:
+  """Exit 1 with one line when a row has no results (a failed point, one not finished, one
+  whose folder holds another run): the table was written, but it is not the whole sweep."""
   failed = [row['point'] for row in rows if row.get('error')]
   if failed:
-    cli.fail(f'{len(failed)} of {len(rows)} points failed ({", ".join(failed[:5])}'
-             f'{", ..." if len(failed) > 5 else ""}): their errors are in the table and in '
-             f'{_WORKDIR.value}/points/NAME/error.txt; the other points are in results.csv', 1)
+    cli.fail(f'{len(failed)} of {len(rows)} points failed or have no results '
+             f'({", ".join(failed[:5])}{", ..." if len(failed) > 5 else ""}): the `error` column '
+             f'of the table and of {workdir}/results.csv says why; the other points are there '
+             'too', 1)
 
 
 if __name__ == '__main__':

@@ -18,6 +18,10 @@
    `results.jsonl` and the figures. Rerun after a kill, a sweep skips finished points and
    resumes an interrupted one (or a vmapped group's stacked checkpoint in
    `WORKDIR/groups/`).
+
+The sweep owns its points: a point's folder counts only while its config.json is that
+point's config (`point_state`). One that holds another run is refused by a rerun before
+anything trains and never reported as the point; one without readable results is resumed.
 """
 
 from __future__ import annotations
@@ -139,16 +143,16 @@ def point_dir(workdir: str, point: Point | str) -> str:
 
 def point_command(point: Point, workdir: str, config_spec: str,
                   file_config: ml_collections.ConfigDict | None) -> str:
-  """The `abd_jax.main` command line that runs `point` alone: the config file, the point's
-  swept values, and every other field where it differs from that file's defaults (the
-  sweep's own command-line overrides)."""
+  """The `abd_jax.main` command line that runs `point` alone: the config file (a sweep config,
+  hence `--sweep_point`), the point's swept values, and every other field where it differs
+  from that file's defaults (the sweep's own command-line overrides)."""
   values = grid.flatten(point.config)
   defaults = grid.flatten(file_config) if file_config is not None else {}
   changed = dict(point.overrides)
   changed.update({k: v for k, v in values.items() if k not in changed
                   and k.split('.')[0] not in workdir_lib.IGNORED_SECTIONS
                   and grid.tupled(defaults.get(k)) != grid.tupled(v)})
-  args = ['python', '-m', 'abd_jax.main', f'--config={config_spec or "CONFIG"}',
+  args = ['python', '-m', 'abd_jax.main', f'--config={config_spec or "CONFIG"}', '--sweep_point',
           f'--workdir={point_dir(workdir, point)}', *grid.overrides_to_flags(changed)]
   return shlex.join(args)
 
@@ -180,26 +184,110 @@ def _sweep_record(config, axes: Sequence[Axis], points: Sequence[Point], groups:
   }
 
 
+def sweep_of_point(workdir: str) -> str | None:
+  """The sweep directory whose point `workdir` is (`SWEEP/points/NAME`, with NAME among the
+  points of SWEEP/sweep.json), or None."""
+  parent, name = os.path.split(os.path.abspath(workdir))
+  sweep_dir, folder = os.path.split(parent)
+  if folder != POINTS_DIR:
+    return None
+  record, _ = workdir_lib.read_object(os.path.join(sweep_dir, SWEEP_JSON))
+  listed = record.get('points') if record else None
+  names = [p.get('name') for p in listed if isinstance(p, dict)] if isinstance(listed, list) else []
+  return sweep_dir if name in names else None
+
+
+# ---------------------------------------------------------------------------- the points' folders
+
+ERROR_TXT = 'error.txt'
+
+
+@dataclasses.dataclass(frozen=True)
+class PointState:
+  """What a point's folder holds. `results`: the point's results (it is finished). Otherwise
+  `missing` says why it has none (it is trained, or resumed), or `foreign` why the folder
+  is not this point's run (another config, a damaged config.json, a file): such a folder is
+  never reported as the point nor trained over."""
+  results: dict | None = None
+  missing: str = ''
+  foreign: str = ''
+
+
+def point_state(workdir: str, point: Point) -> PointState:
+  """The state of `point`'s folder, its config.json compared as a run's claim compares it
+  (fields under workdir.IGNORED_SECTIONS aside)."""
+  path = point_dir(workdir, point)
+  if not os.path.lexists(path):
+    return PointState(missing='not trained yet')
+  if not os.path.isdir(path):
+    return PointState(foreign=f'{path} is a file, not the point\'s run directory')
+  # A point refused before it trained keeps only its error.txt (the run left no other trace).
+  if set(os.listdir(path)) <= {workdir_lib.LOCK, ERROR_TXT}:
+    return PointState(missing='not trained yet')
+  foreign = workdir_lib.problem(path, config_lib.to_dict(point.config))
+  if foreign:
+    return PointState(foreign=foreign)
+  results_path = os.path.join(path, experiment.RESULTS)
+  if not os.path.exists(results_path):
+    return PointState(missing=f'unfinished ({path} holds no {experiment.RESULTS} yet)')
+  results, problem = workdir_lib.read_object(results_path)
+  if results is None:
+    return PointState(missing=f'{results_path} {problem}')
+  return PointState(results=results)
+
+
+def _unfinished(workdir: str, points: Sequence[Point]) -> list[bool]:
+  """Per point, whether it has no usable results: as process 0 sees it, on every process."""
+  return parallel.agree([point_state(workdir, p).results is None for p in points])
+
+
+# What the sweep keeps in its own folders, and what moving a file in their place away costs.
+_FOLDERS = {POINTS_DIR: ("its points' run directories", 'it trains them again'),
+            GROUPS_DIR: ("its vmapped groups' stacked checkpoints",
+                         'it trains the unfinished vmapped groups from their start')}
+
+
+def _check_folders(workdir: str, names: Sequence[str] = (POINTS_DIR, GROUPS_DIR)) -> None:
+  """The sweep's own folders must be folders: one line, never a traceback or a table of
+  empty rows."""
+  for name in names:
+    path = os.path.join(workdir, name)
+    if os.path.lexists(path) and not os.path.isdir(path):
+      holds, cost = _FOLDERS[name]
+      raise workdir_lib.WorkdirError(f'{path} is a file, not the sweep\'s folder of {holds}; '
+                                     f'move it away and run the sweep again ({cost})')
+
+
+def _refuse_foreign(workdir: str, points: Sequence[Point]) -> None:
+  """Stops a rerun before anything trains when a point's folder holds something other than
+  that point's run (e.g. `abd_jax.main --overwrite` ran another config there): deleting it
+  could lose a run someone wants, reporting it would put another run's numbers in the cell."""
+  states = [point_state(workdir, p) for p in points]
+  foreign = [i for i, s in enumerate(states) if s.foreign]
+  first = parallel.agree(foreign[0] if foreign else -1)
+  if first < 0:
+    return
+  p = points[first]
+  why = states[first].foreign or f'{point_dir(workdir, p)} is not this point\'s run'
+  others = [points[i].name for i in foreign[1:]]
+  more = (f' (and {len(others)} more: {", ".join(others[:3])}{", ..." if len(others) > 3 else ""})'
+          if others else '')
+  raise SweepError(f'sweep point {p.name}: {why}{more}; move it away (the sweep then trains the '
+                   'point again) or pass --overwrite to restart the whole sweep')
+
+
 # ---------------------------------------------------------------------------- running
 
 
-def _read_results(workdir: str, name: str) -> dict | None:
-  path = os.path.join(point_dir(workdir, name), experiment.RESULTS)
-  return workdir_lib.read_json(path) if os.path.exists(path) else None
-
-
-def _unfinished(workdir: str, names: Sequence[str]) -> list[bool]:
-  """Per point, whether it has no results.json yet: as process 0 sees it, on every process."""
-  return parallel.agree([_read_results(workdir, n) is None for n in names])
-
-
 def _error_path(workdir: str, name: str) -> str:
-  return os.path.join(point_dir(workdir, name), 'error.txt')
+  return os.path.join(point_dir(workdir, name), ERROR_TXT)
 
 
 def _record_error(workdir: str, name: str, error: Exception) -> str:
   message = str(error)
   if jax.process_index() == 0:
+    # A run refused before it trained removes the folder it created.
+    os.makedirs(point_dir(workdir, name), exist_ok=True)
     with open(_error_path(workdir, name), 'w') as f:
       f.write(message + '\n')
   return message
@@ -221,7 +309,7 @@ def _run_sequential(group: Group, workdir: str, shared: experiment.Shared, bar) 
   # Points with the same poisoning run back to back, so it is computed once.
   order = sorted(group.points, key=lambda p: (json.dumps(config_lib.to_dict(p.config.attack),
                                                          sort_keys=True), p.config.seed, p.index))
-  for p, unfinished in zip(order, _unfinished(workdir, [p.name for p in order])):
+  for p, unfinished in zip(order, _unfinished(workdir, order)):
     if unfinished:
       try:
         experiment.run(p.config, point_dir(workdir, p), shared=shared, verbose=False)
@@ -229,6 +317,25 @@ def _run_sequential(group: Group, workdir: str, shared: experiment.Shared, bar) 
         errors[p.name] = _record_error(workdir, p.name, e)
     bar.update(1)
   return errors
+
+
+def saved_outcomes(path: str, size: int) -> list | None:
+  """The outcomes a vmapped group of `size` points saved in `path`, or None: none saved yet,
+  or a damaged file (with a warning; the group is trained again)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    outcomes = workdir_lib.read_json(path)
+  except (OSError, ValueError, UnicodeDecodeError) as e:
+    logging.warning('%s cannot be read (%s); training the group again', path,
+                    ' '.join(str(e).split())[:120])
+    return None
+  if (isinstance(outcomes, list) and len(outcomes) == size
+      and all(isinstance(o, dict) and ('results' in o or 'error' in o) for o in outcomes)):
+    return outcomes
+  logging.warning('%s does not hold the outcomes of %d points; training the group again', path,
+                  size)
+  return None
 
 
 def _train_group(group: Group, workdir: str, shared: experiment.Shared) -> tuple[list, list]:
@@ -252,8 +359,9 @@ def _train_group(group: Group, workdir: str, shared: experiment.Shared) -> tuple
       changed = poisoned.modified
       runs.append(StackedRun(p.config, pdir, poisoned.train.y_train, changed,
                              poisoned.train.x_train[changed], poisoned.backdoor))
-  if parallel.agree(os.path.exists(saved_path)):
-    outcomes = workdir_lib.read_json(saved_path)
+  outcomes = saved_outcomes(saved_path, len(group.points))
+  if parallel.agree(outcomes is not None):
+    outcomes = outcomes if outcomes is not None else workdir_lib.read_json(saved_path)
   else:
     os.makedirs(group_dir, exist_ok=True)
     clean = shared.dataset(group.points[0].config)
@@ -276,7 +384,7 @@ def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> 
     for p in group.points:  # each point's workdir is locked like a single run's
       locks.enter_context(workdir_lib.locked(point_dir(workdir, p), enabled=is_writer))
     outcomes, poisonings = _train_group(group, workdir, shared)
-    unfinished = _unfinished(workdir, [p.name for p in group.points])
+    unfinished = _unfinished(workdir, group.points)
     for p, poisoned, outcome, todo in zip(group.points, poisonings, outcomes, unfinished):
       if 'error' in outcome:
         errors[p.name] = _record_error(workdir, p.name, RuntimeError(outcome['error']))
@@ -288,20 +396,39 @@ def _run_vmapped(group: Group, workdir: str, shared: experiment.Shared, bar) -> 
   return errors
 
 
+def _row_error(workdir: str, point: Point, state: PointState) -> str:
+  """The `error` cell of a point without usable results: why its folder is not reported,
+  its recorded failure, or why it has no results yet."""
+  if state.foreign:
+    return f'not reported: {state.foreign}; move it away and run the sweep again'
+  path = _error_path(workdir, point.name)
+  if os.path.isfile(path):
+    with open(path, errors='replace') as f:
+      return f.read().strip()
+  return f'no results: {state.missing}; run the sweep again to finish it'
+
+
 def _report(workdir: str, axes: Sequence[Axis], points: Sequence[Point], metrics: Sequence[str],
             errors: dict[str, str], verbose: bool) -> list[dict]:
-  """results.csv, results.jsonl and the figures from the points' results.json files."""
+  """results.csv, results.jsonl and the figures from the points' results.json files. Each
+  point's folder is checked first: a point whose folder holds another run, or no readable
+  results, gets an `error` cell instead of numbers."""
   parallel.barrier('sweep report')  # every process reads the files process 0 wrote
-  results = {p.name: _read_results(workdir, p.name) for p in points}
+  _check_folders(workdir, (POINTS_DIR,))
+  states = {p.name: point_state(workdir, p) for p in points}
+  results = {name: state.results for name, state in states.items()}
   for p in points:
-    if results[p.name] is None and p.name not in errors and os.path.exists(_error_path(workdir, p.name)):
-      with open(_error_path(workdir, p.name)) as f:
-        errors[p.name] = f.read().strip()
+    if results[p.name] is None and p.name not in errors:
+      errors[p.name] = _row_error(workdir, p, states[p.name])
   rows = report.result_rows(points, results, errors)
   if jax.process_index() == 0:
-    report.write_csv(os.path.join(workdir, 'results.csv'), rows)
-    report.write_jsonl(os.path.join(workdir, 'results.jsonl'), rows)
-    report.write_figures(workdir, axes, rows, metrics)
+    try:  # results.csv, results.jsonl and the figures are outputs: rewritten whatever they hold
+      report.write_csv(os.path.join(workdir, 'results.csv'), rows)
+      report.write_jsonl(os.path.join(workdir, 'results.jsonl'), rows)
+      report.write_figures(workdir, axes, rows, metrics)
+    except OSError as e:  # e.g. a folder in their place, a full disk
+      raise workdir_lib.WorkdirError(f'the report cannot be written in {workdir} '
+                                     f'({" ".join(str(e).split())[:200]})') from None
   if verbose:
     print(report.format_table(rows, metrics=metrics))
   return rows
@@ -313,7 +440,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   """Runs (or resumes, or just reports) the sweep `config` in `workdir`; returns the rows
   of results.csv. `config_spec` and `file_config` (the config file's own defaults) make
   each point's reproducing command line in sweep.json. Everything that can refuse the
-  sweep is checked before the workdir is touched; it is locked while the sweep runs."""
+  sweep (a point folder that holds another run included) is checked before the workdir is
+  touched; it is locked while the sweep runs."""
   points = grid.expand(config)  # validates every point first
   experiment_config, block = grid.split_config(config)
   axes = grid.axes_of(block, experiment_config)
@@ -322,7 +450,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   workdir_lib.check_path(workdir)
   resumable = workdir_lib.inspect(workdir, config_lib.to_dict(config), overwrite, **_CLAIM)
   groups = plan(points, block.execution, block.max_stack, jax.default_backend(), jax.device_count())
-  todo = [p for p, unfinished in zip(points, _unfinished(workdir, [p.name for p in points]))
+  if resumable:  # the points found must be this sweep's, before anything trains
+    _check_folders(workdir)
+    _refuse_foreign(workdir, points)
+  todo = [p for p, unfinished in zip(points, _unfinished(workdir, points))
           if not resumable or unfinished]
   shared = experiment.Shared(surrogate_root=os.path.join(workdir, 'surrogates'))
   _preflight(todo, shared)
@@ -343,7 +474,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
       try:
         with nested_bars():
           for group in groups:
-            if not any(_unfinished(workdir, [p.name for p in group.points])):
+            if not any(_unfinished(workdir, group.points)):
               continue
             run_group = _run_vmapped if group.execution == 'vmap' else _run_sequential
             logging.info('sweep group %s: %d points, %s', group.name, len(group.points),
@@ -357,18 +488,43 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     return _report(workdir, axes, points, block.metrics, errors, verbose)
 
 
-def report_only(workdir: str, verbose: bool = True) -> list[dict]:
-  """Rebuilds results.csv, results.jsonl and the figures of the sweep in `workdir` from its
-  sweep.json and the points' results (`python -m abd_jax.sweep --report`)."""
+def _tuples(value):
+  """JSON's lists back as tuples, as config files and command-line overrides give them."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def stored_sweep(workdir: str) -> tuple[list[Axis], list[Point], tuple[str, ...]]:
+  """(axes, points, metrics) of the sweep config recorded in `workdir`'s sweep.json, the
+  points expanded from it as the sweep did, each with its config. A missing or damaged
+  sweep.json is one line (WorkdirError)."""
   path = os.path.join(workdir, SWEEP_JSON)
   if not os.path.exists(path):
     raise workdir_lib.WorkdirError(f'{workdir} holds no {SWEEP_JSON}: not a sweep workdir')
-  record = workdir_lib.read_json(path)
-  axes = [Axis(a['name'], tuple(a['fields']), tuple(grid.tupled(v) for v in a['values']))
-          for a in record['axes']]
-  # JSON files keep keys sorted: the axes give the column order back.
-  fields = [f for a in axes for f in a.fields]
-  points = [Point(p['index'], p['name'], {f: grid.tupled(p['overrides'][f]) for f in fields}, None)
-            for p in record['points']]
-  metrics = tuple(record['config']['sweep'].get('metrics', grid.DEFAULT_METRICS))
+  record, problem = workdir_lib.read_object(path)
+  if record is not None:
+    try:
+      stored = record.get('config')
+      if not isinstance(stored, dict) or not isinstance(stored.get('sweep'), dict):
+        raise ValueError('it holds no sweep config under `config`')
+      config = ml_collections.ConfigDict(_tuples(stored))
+      experiment_config, block = grid.split_config(config)
+      points = grid.expand(config)
+      axes = grid.axes_of(block, experiment_config)
+      metrics = grid.tupled(block.get('metrics', grid.DEFAULT_METRICS))
+      return axes, points, metrics
+    except (KeyError, AttributeError, TypeError, ValueError, ConfigError) as e:
+      problem = f'is damaged ({" ".join(str(e).split())[:160]})'
+  raise workdir_lib.WorkdirError(
+      f'{path} {problem}, so the points of this sweep are unknown: restore it, or run the '
+      'sweep again with --overwrite (which trains every point again)')
+
+
+def report_only(workdir: str, verbose: bool = True) -> list[dict]:
+  """Rebuilds results.csv, results.jsonl and the figures of the sweep in `workdir` from the
+  sweep config in its sweep.json and the points' results (`python -m abd_jax.sweep
+  --report`). Points whose folder holds another run or no readable results get an `error`
+  cell (their rows say why), never numbers."""
+  axes, points, metrics = stored_sweep(workdir)
   return _report(workdir, axes, points, metrics, {}, verbose)

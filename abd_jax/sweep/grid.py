@@ -35,6 +35,27 @@ from abd_jax.workdir import flatten_dict
 
 EXECUTIONS = ('auto', 'vmap', 'sequential')
 DEFAULT_METRICS = ('asr', 'clean_acc', 'robust_acc')
+# The numeric result keys a run can write to results.json (what `sweep.metrics` may draw):
+# the training loop's, then the defenses' (the README's "Result keys"). There is no
+# registry below the sweep to read them from; tests/test_sweep_reliability.py checks this
+# list against the keys the training loop and the defenses' summaries produce.
+_MODEL_KEYS = ('clean_acc', 'robust_acc', 'asr', 'backdoor_acc')
+RESULT_KEYS = frozenset((
+    *_MODEL_KEYS, 'train_loss', 'train_acc', 'epochs', 'steps', 'num_params',
+    # removal defenses (detection.detection_summary) and their detectors / sub-models
+    'poison_total', 'poison_removed', 'removed_total', 'kept_fraction', 'kept_poison_rate',
+    'precision', 'recall', 'detection_auroc',
+    *(f'{phase}_{k}' for phase in ('detector', 'isolation', 'finetune') for k in _MODEL_KEYS[:3]),
+    'mean_steps_clean', 'mean_steps_poisoned', 'capped_fraction',  # pgd_steps, pipeline
+    'otsu_threshold', 'isolation_threshold', 'labelled_threshold',  # aabl, abl, dbd
+    *(f'{phase}_{k}' for phase in ('backdoored', 'teacher', 'warmup')
+      for k in ('clean_acc', 'asr')),
+    'clean_size', 'fp_prune_ratio', 'fp_pruned_channels', 'fp_channels',  # fp, nad
+    'dp_clip', 'dp_noise', 'cbd_mi_weight',  # dpsgd, cbd
+    *(f'dst_{subset}_{k}' for subset in ('clean', 'suspicious', 'poisoned')
+      for k in ('size', 'poisons')),
+    'trained_fraction', 'trained_poison_rate',  # dst
+))
 SEED_FIELD = 'seed'
 NO_SWEEP = ('the config has no `sweep` block: a sweep config is an experiment config plus '
             '`c.sweep = grid.sweep_block(...)` (see configs/sweeps/)')
@@ -197,6 +218,13 @@ def check_block(block: Any) -> None:
   if not isinstance(metrics, tuple) or not all(isinstance(m, str) and m for m in metrics):
     raise SweepError(f'sweep.metrics = {metrics!r} is not allowed: must be a tuple of result '
                      "names, e.g. ('asr', 'clean_acc')")
+  unknown = [m for m in metrics if m not in RESULT_KEYS]
+  if unknown:  # found now, not after the grid trained and its figures left the name out
+    close = difflib.get_close_matches(unknown[0], sorted(RESULT_KEYS), n=1)
+    hint = f' (did you mean `{close[0]}`?)' if close else ''
+    raise SweepError(f'sweep.metrics = {metrics!r} is not allowed: `{unknown[0]}` is not a '
+                     f'result key a run writes{hint}; e.g. {", ".join(DEFAULT_METRICS)}, '
+                     'train_loss, kept_poison_rate (the README lists them)')
   max_stack = _get(block, 'max_stack', 64)
   if isinstance(max_stack, bool) or not isinstance(max_stack, int) or max_stack < 1:
     raise SweepError(f'sweep.max_stack = {max_stack!r} is not allowed: must be an integer >= 1')
