@@ -7,16 +7,14 @@ wall time of each.
                                           # script accepts digits32 (20+ min each)
     python experiments/run_all.py --tiny --out=/tmp/x    # all at test size
 
-A script that does not support the dataset is skipped. Each writes
+A script that does not support the dataset is skipped (named, it is an error). Each writes
 experiments/results/NAME.* as if run alone; rerun after an interruption, finished points
 are kept.
 """
 
-import argparse
 import glob
 import os
 import runpy
-import sys
 import time
 
 from abd_jax import cli
@@ -32,12 +30,28 @@ def scripts(names):
   known = {os.path.splitext(os.path.basename(p))[0]: p for p in paths}
   unknown = [n for n in names if n not in known]
   if unknown:
-    sys.exit(f'unknown experiment(s) {", ".join(unknown)}: one of {", ".join(known)}')
+    cli.fail(f'unknown experiment(s) {", ".join(unknown)}: one of {", ".join(known)}', 2)
   return [known[n] for n in names] if names else paths
 
 
+def run_all(experiments, args):
+  """Checks every experiment (paths, configs, data) before the first one trains, then runs
+  them one after another."""
+  cli.use_cpu_cores(c for e in experiments for c in runner.point_configs(e, args.data, args.tiny))
+  plans = [runner.plan(e, args.data, args.workdir, args.out, args.tiny) for e in experiments]
+  runner.preflight(plans)
+  times = []
+  for plan in plans:
+    start = time.time()
+    runner.execute(plan, command=f'python experiments/{plan.experiment.name}.py --data={args.data}'
+                   + (' --tiny' if args.tiny else ''), verbose=False)
+    times.append(time.time() - start)
+    print(f'{plan.experiment.name}: {times[-1] / 60:.1f} min', flush=True)
+  print(f'all: {sum(times) / 60:.1f} min')
+
+
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = runner.Parser(description=__doc__.split('\n')[0])
   parser.add_argument('names', nargs='*', help='experiment names (default: all)')
   parser.add_argument('--data', default='digits')
   parser.add_argument('--workdir', default='runs/experiments')
@@ -46,21 +60,24 @@ def main():
   args = parser.parse_args()
   if args.data not in DATA:
     parser.error(f'--data={args.data!r} is not allowed: one of {", ".join(DATA)}')
-  experiments = [runpy.run_path(path)['EXPERIMENT'] for path in scripts(args.names)]
-  cli.use_cpu_cores(c for e in experiments if args.data in e.datasets
-                    for c in runner.point_configs(e, args.data, args.tiny))
-  times = []
+  paths = scripts(args.names)
+  runner.check_paths(args.workdir, args.out)
+  experiments = supporting([runpy.run_path(path)['EXPERIMENT'] for path in paths], args)
+  runner.guarded(args.workdir, lambda: run_all(experiments, args))
+
+
+def supporting(experiments, args):
+  """The experiments that run on --data; one named that does not is a usage error."""
+  kept = []
   for experiment in experiments:
-    if args.data not in experiment.datasets:
+    if args.data in experiment.datasets:
+      kept.append(experiment)
+    elif args.names:
+      cli.fail(f'{experiment.name} runs on {", ".join(experiment.datasets)}, not '
+               f'--data={args.data}', 2)
+    else:
       print(f'{experiment.name}: skipped (runs on {", ".join(experiment.datasets)})')
-      continue
-    start = time.time()
-    runner.run(experiment, args.data, args.workdir, args.out, args.tiny,
-               command=f'python experiments/{experiment.name}.py --data={args.data}'
-               + (' --tiny' if args.tiny else ''), verbose=False)
-    times.append((experiment.name, time.time() - start))
-    print(f'{experiment.name}: {times[-1][1] / 60:.1f} min', flush=True)
-  print(f'all: {sum(t for _, t in times) / 60:.1f} min')
+  return kept
 
 
 if __name__ == '__main__':

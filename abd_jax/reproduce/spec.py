@@ -92,6 +92,10 @@ class Reproduction:
     return self.paper_columns.get(metric, metric)
 
 
+class ReproductionError(ValueError):
+  """A reproduction cannot run as asked; the one-line message names the flag, file or arm."""
+
+
 def check_data(data: str, allowed: Sequence[str]) -> None:
   if data not in allowed:
     raise ValueError(f'--data={data!r} is not allowed: this experiment runs on '
