@@ -90,17 +90,18 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 
 def use_cpu_cores(configs) -> None:
   """Before JAX starts: split a CPU host into one JAX device per usable core (as far as the
-  runs' train and eval batch sizes allow; `parallel.split_cpu`), so the data-parallel mesh
-  uses every core. JAX_NUM_CPU_DEVICES=1 keeps one device. Left alone for multi-host runs."""
+  runs' batch sizes allow: `config.device_batches`, `parallel.split_cpu`), so the
+  data-parallel mesh uses every core. JAX_NUM_CPU_DEVICES=1 keeps one device. Left alone
+  for multi-host runs. Says so on stdout: stderr holds only the one line of an error."""
   configs = list(configs)
   if any(c.distributed.initialize for c in configs):
     return
-  from abd_jax import parallel
-  sizes = [b for c in configs for b in (c.train.batch_size, c.eval.batch_size)]
+  from abd_jax import config as config_lib, parallel
+  sizes = [b for c in configs for _, b in config_lib.device_batches(c)]
   n = parallel.split_cpu(sizes)
   if n:
     print(f'abd_jax: the CPU runs as {n} JAX devices, data parallel (one per core; '
-          'JAX_NUM_CPU_DEVICES=1 keeps one)', file=sys.stderr)
+          'JAX_NUM_CPU_DEVICES=1 keeps one)', flush=True)
 
 
 def check_config_file(spec: str) -> ml_collections.ConfigDict:

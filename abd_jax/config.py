@@ -516,10 +516,24 @@ def validate_distributed(ds: ml_collections.ConfigDict) -> None:
   _int_at_least('distributed.heartbeat_timeout', ds.heartbeat_timeout, 1)
 
 
-def validate_for_devices(c: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Checks that need the device count (known only once JAX is up)."""
-  for field in ('train.batch_size', 'eval.batch_size'):
-    value = c.train.batch_size if field.startswith('train') else c.eval.batch_size
+def device_batches(c: ml_collections.ConfigDict, phases: bool = True) -> list[tuple[str, int]]:
+  """(field, value) of every batch the run splits over the devices: train and eval, and
+  with `phases` the contrastive phase of dbd or of dst's 'secure' training (the other
+  phases fit their batch to the devices themselves)."""
+  batches = [('train.batch_size', c.train.batch_size), ('eval.batch_size', c.eval.batch_size)]
+  d = c.defense
+  if phases and d.name == 'dbd':
+    batches.append(('defense.dbd_simclr_batch', d.dbd_simclr_batch))
+  elif phases and d.name == 'dst' and d.dst_train == 'secure':
+    batches.append(('defense.dst_contrastive_batch', d.dst_contrastive_batch))
+  return batches
+
+
+def validate_for_devices(c: ml_collections.ConfigDict, num_devices: int,
+                         phases: bool = True) -> None:
+  """Checks that need the device count (known only once JAX is up): every batch of
+  `device_batches(c, phases)` splits evenly over the devices."""
+  for field, value in device_batches(c, phases):
     if value % num_devices:
       raise ConfigError(field, value, f'must be a multiple of the {num_devices} devices')
 

@@ -21,9 +21,10 @@ import jax
 import ml_collections
 
 from abd_jax import config as config_lib
-from abd_jax import figures, models, parallel, poison, surrogate, timing, workdir as workdir_lib
+from abd_jax import figures, generators, models, parallel, poison, surrogate, timing
+from abd_jax import workdir as workdir_lib
 from abd_jax.data import Dataset, DatasetError, load_dataset
-from abd_jax.defenses import train_with_defense
+from abd_jax.defenses import check_sizes, train_with_defense
 from abd_jax.errors import ConfigError
 from abd_jax.train.loop import steps_per_epoch
 from abd_jax.train.progress import format_table
@@ -84,13 +85,18 @@ class Shared:
 def check_data(config: ml_collections.ConfigDict, data: Dataset) -> None:
   """The checks of `config` that need the data, made before the workdir is touched: a
   model too deep for the image size, a batch larger than the training set, a batch that
-  does not split over the devices, and the attack's (a trigger larger than the image, a
-  target class out of range, a clean-label rate larger than the class)."""
+  does not split over the devices, the attack's (a trigger larger than the image, a
+  target class out of range, a clean-label rate larger than the class, a reused
+  generator trained with other settings) and the defense's (a reserve, split or phase
+  batch that leaves a phase too few images: `defenses.check_sizes`)."""
   models.check_image_size(config.model.name, data.image_shape)
   steps_per_epoch(config, len(data.y_train))
   config_lib.validate_for_devices(config, jax.device_count())
+  num_poisoned = 0
   if config.attack.name != 'none':
-    poison.check_poisoning(config, data)
+    num_poisoned = poison.check_poisoning(config, data)
+    generators.check_reused(config)
+  check_sizes(config, len(data.y_train), num_poisoned, jax.device_count())
 
 
 def finished_results(config: ml_collections.ConfigDict, workdir: str,
@@ -163,10 +169,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     check_data(config, data)
     is_writer = jax.process_index() == 0
     created = not os.path.isdir(workdir)
-    resumed = False
-    try:
-      with workdir_lib.locked(workdir, enabled=is_writer):
-        resumed = claim(config, workdir, overwrite)
+    with workdir_lib.locked(workdir, enabled=is_writer):
+      resumed = claim(config, workdir, overwrite)
+      try:
         poisoned = poison_run(config, data, workdir, shared)
         train_data = data if poisoned is None else poisoned.train
         with timing.phase('train'):
@@ -175,10 +180,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
                                        None if poisoned is None else poisoned.is_poisoned,
                                        None if poisoned is None else poisoned.modified)
         finish(config, workdir, results, poisoned)
-    except (ConfigError, DatasetError):
-      if is_writer and not resumed:  # refused before anything trained: leave no trace
-        workdir_lib.undo_fresh(workdir, created)
-      raise
+      except (ConfigError, DatasetError, workdir_lib.WorkdirError) as e:
+        # Refused after the claim (a phase's folder holds another config, or a check that
+        # needed a trained phase): the corrected command needs no --overwrite.
+        if is_writer:
+          workdir_lib.hand_back(workdir, created, resumed, str(e))
+        raise
   if verbose:
     print(format_table(results))
   return results

@@ -28,6 +28,9 @@ except ImportError:  # Windows: no advisory locks; runs are not protected from e
 # what it computes.
 IGNORED_SECTIONS = ('log', 'distributed')
 LOCK = '.lock'
+# A run refused after some of its phases trained leaves this in place of its config.json
+# (`hand_back`): the corrected command claims the workdir and reuses those phases.
+REFUSED = 'refused.json'
 
 
 class WorkdirError(RuntimeError):
@@ -99,22 +102,23 @@ def _clear(workdir: str) -> None:
       os.remove(path)
 
 
-def _problem(workdir: str, config: dict, marker: str, stored: Callable[[Any], dict],
-             what: str) -> str | None:
-  """Why `workdir` cannot hold this `config` (None: empty or the same run)."""
-  if not _entries(workdir):
+def problem(workdir: str, config: dict, marker: str = 'config.json',
+            stored: Callable[[Any], dict] = lambda saved: saved, what: str = 'run') -> str | None:
+  """Why `workdir` cannot hold this `config` (None: empty or the same run): not a workdir
+  of this library, a damaged `marker` file, or another config. Writes nothing."""
+  if not _entries(workdir) or _handed_back(workdir, marker):
     return None
   path = os.path.join(workdir, marker)
   if not os.path.exists(path):
-    problem = f'{workdir} is not empty and holds no {marker}, so it is not a {what} of this library'
+    why = f'{workdir} is not empty and holds no {marker}, so it is not a {what} of this library'
     if marker != 'config.json' and os.path.exists(os.path.join(workdir, 'config.json')):
-      problem += ' (it holds a single run)'
-    return problem
+      why += ' (it holds a single run)'
+    return why
   try:
     saved = stored(read_json(path))
     if not isinstance(saved, dict):
       raise ValueError(f'holds a JSON {type(saved).__name__}, not an object')
-  except (ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
+  except (OSError, ValueError, UnicodeDecodeError, KeyError, TypeError) as e:
     return (f'{path} is damaged ({" ".join(str(e).split())[:120]}), so it is unknown which '
             f'config this {what} holds')
   diffs = config_differences(saved, config)
@@ -129,14 +133,14 @@ def inspect(workdir: str, config: dict, overwrite: bool, marker: str = 'config.j
   """Whether `workdir` holds this `config` already (a resume); writes nothing. Raises
   WorkdirError when it holds something else and not `overwrite`, or something that is not
   a workdir of this library at all (`overwrite` never deletes those)."""
-  problem = _problem(workdir, config, marker, stored, what)
-  if problem is None:
-    return bool(_entries(workdir)) and not overwrite
+  why = problem(workdir, config, marker, stored, what)
+  if why is None:
+    return bool(_entries(workdir)) and not overwrite and not _handed_back(workdir, marker)
   if not overwrite:
-    raise WorkdirError(f'{problem}. Use another --workdir, or pass --overwrite to delete it '
+    raise WorkdirError(f'{why}. Use another --workdir, or pass --overwrite to delete it '
                        'and start again.')
   if not any(os.path.exists(os.path.join(workdir, m)) for m in (marker, 'config.json')):
-    raise WorkdirError(f'{problem}; --overwrite deletes only workdirs of this library. '
+    raise WorkdirError(f'{why}; --overwrite deletes only workdirs of this library. '
                        'Use another --workdir.')
   return False
 
@@ -199,11 +203,41 @@ def undo_fresh(workdir: str, created: bool) -> bool:
   return True
 
 
+def hand_back(workdir: str, created: bool, resumed: bool, error: str) -> None:
+  """Leaves the workdir of a run refused after its claim (a config error found late) so
+  that the corrected command needs no --overwrite. Nothing trained there and not resumed:
+  `undo_fresh`. Phases trained but not the top level: its config.json becomes refused.json
+  (with the error) and its files (detection, figures, manifest: made with the refused
+  config) are deleted; the phases' run directories stay, and a later run reuses each one
+  whose config is its phase's (`subrun.run_once` names any other). Nothing changes once
+  the top level has trained (its checkpoints/ or results.json)."""
+  if (not resumed and undo_fresh(workdir, created)) or not os.path.isdir(workdir):
+    return
+  if any(os.path.exists(os.path.join(workdir, n)) for n in ('checkpoints', 'results.json')):
+    return
+  config_path = os.path.join(workdir, 'config.json')
+  saved, _ = read_object(config_path) if os.path.exists(config_path) else (None, None)
+  # Written first: a kill before config.json goes leaves an ordinary run, not a lost one.
+  write_json(os.path.join(workdir, REFUSED), {'config': saved, 'error': error})
+  for entry in _entries(workdir):
+    path = os.path.join(workdir, entry)
+    if entry != REFUSED and not os.path.isdir(path):
+      os.remove(path)
+
+
+def _handed_back(workdir: str, marker: str) -> bool:
+  """A run's workdir left by `hand_back`: any config may claim it."""
+  return (marker == 'config.json' and os.path.exists(os.path.join(workdir, REFUSED))
+          and not os.path.exists(os.path.join(workdir, marker)))
+
+
 def prepare(workdir: str, config: dict, overwrite: bool) -> bool:
   """Makes `workdir` ready for `config`. Returns True when an earlier run is resumed."""
   if claim(workdir, config, overwrite):
     return True
   write_json(os.path.join(workdir, 'config.json'), config)
+  with contextlib.suppress(FileNotFoundError):  # claimed: no longer handed back
+    os.remove(os.path.join(workdir, REFUSED))
   return False
 
 

@@ -54,7 +54,7 @@ def _env(compile_cache, devices=None):
 
 def _split(config) -> int:
   """The device count the command line chooses for `config` on this machine."""
-  return parallel.cpu_device_count([config.train.batch_size, config.eval.batch_size],
+  return parallel.cpu_device_count([b for _, b in config_lib.device_batches(config)],
                                    parallel.usable_cores())
 
 
@@ -68,8 +68,8 @@ def test_every_config_runs_on_the_default_cpu_split(path, tmp_path, compile_cach
                         timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   devices = _split(config)
-  said = f'the CPU runs as {devices} JAX devices, data parallel' in proc.stderr
-  assert said == (devices > 1), proc.stderr[-2000:]
+  said = f'the CPU runs as {devices} JAX devices, data parallel' in proc.stdout
+  assert said == (devices > 1), proc.stdout[-2000:]
   results = read_json(workdir / 'results.json')
   assert 0.0 <= results['clean_acc'] <= 1.0
   assert ('asr' in results) == (config.attack.name != 'none')

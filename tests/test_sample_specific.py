@@ -255,7 +255,10 @@ def test_a_trained_generator_is_reused_and_read_from_generator_workdir(tmp_path,
 
   reuse = config.copy_and_resolve_references()
   reuse.attack.generator_workdir = workdir
-  reuse.attack.ssba_bits = 50  # the generator's own fields hold, not these
+  reuse.attack.ssba_bits = 50  # refused: the run would record bits it does not use
+  with pytest.raises(ConfigError, match='attack.ssba_bits.*trained with ssba_bits = 4'):
+    surrogate.poison_run(reuse, digits, str(tmp_path / 'two'))
+  reuse.attack.ssba_bits = config.attack.ssba_bits
   other = surrogate.poison_run(reuse, digits, str(tmp_path / 'two'))
   assert not os.path.exists(tmp_path / 'two' / 'generator_ssba')
   assert other.manifest['params']['generator'] == os.path.join(workdir, 'generator_ssba')

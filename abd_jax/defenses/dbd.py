@@ -34,7 +34,7 @@ from abd_jax import parallel, plots
 from abd_jax.data import Dataset
 from abd_jax.defenses import abl, detection
 from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
-from abd_jax.defenses.phases import check_batch, phase_config
+from abd_jax.defenses.phases import phase_config
 from abd_jax.defenses.scoring import map_samples
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.objective import Objective
@@ -90,7 +90,6 @@ def sce_losses(model, variables: dict, data: Dataset, d, batch_size: int) -> np.
 def decoupling(config, data: Dataset, workdir: str, backdoor,
                poisoned: np.ndarray) -> dict:
   d = config.defense
-  check_batch(config, 'dbd_simclr_batch', len(data.y_train))
   sconfig = phase_config(config, SIMCLR_FIELDS, epochs=d.dbd_simclr_epochs,
                          batch_size=d.dbd_simclr_batch, optimizer='sgd', lr=d.dbd_simclr_lr,
                          momentum=0.9, weight_decay=1e-4, milestones=())

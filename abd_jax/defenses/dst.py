@@ -45,7 +45,7 @@ from abd_jax.data.strong_augment import rotate, translate_x, translate_y
 from abd_jax.defenses import detection
 from abd_jax.defenses.dbd import pretrain_contrastive, projection_objective
 from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
-from abd_jax.defenses.phases import check_batch, phase_config
+from abd_jax.defenses.phases import phase_config
 from abd_jax.defenses.scoring import map_samples
 from abd_jax.train import train_and_evaluate
 from abd_jax.train.objective import CLEAN, POISONED, SUSPICIOUS, Objective
@@ -98,14 +98,27 @@ def sensitivity(model, variables: dict, images: np.ndarray, labels: np.ndarray, 
   return map_samples(per_batch, variables, images, labels, batch_size, mesh, with_rows=True)
 
 
+def split_sizes(n: int, clean_ratio: float, poison_ratio: float) -> tuple[int, int]:
+  """(clean, poisoned) subset sizes of `split_by_sensitivity` for N = n: they depend on
+  the ratios only, so a split too small to train on is found before anything trains."""
+  n_clean = int(np.floor(clean_ratio * n + 1e-9))
+  return n_clean, min(n - n_clean, int(np.floor(poison_ratio * n + 1e-9)))
+
+
+def trained_count(n: int, clean_ratio: float, poison_ratio: float, how: str) -> int:
+  """How many samples the final phase of `dst_train = how` trains on (`_trained_rows`)."""
+  n_clean, n_poison = split_sizes(n, clean_ratio, poison_ratio)
+  return {'secure': n_clean + n_poison, 'at_clean': n_clean,
+          'at_clean_suspicious': n - n_poison}[how]
+
+
 def split_by_sensitivity(scores: np.ndarray, clean_ratio: float, poison_ratio: float) -> np.ndarray:
   """int8 [N] flags: the floor(clean_ratio·N) lowest scores CLEAN, the floor(poison_ratio·N)
   highest POISONED, the others SUSPICIOUS (ties: the lower index ranks lower)."""
   n = len(scores)
   order = np.argsort(np.asarray(scores, np.float64), kind='stable')
   flags = np.full(n, SUSPICIOUS, np.int8)
-  n_clean = int(np.floor(clean_ratio * n + 1e-9))
-  n_poison = min(n - n_clean, int(np.floor(poison_ratio * n + 1e-9)))
+  n_clean, n_poison = split_sizes(n, clean_ratio, poison_ratio)
   flags[order[:n_clean]] = CLEAN
   if n_poison:
     flags[order[n - n_poison:]] = POISONED
@@ -133,8 +146,6 @@ def _trained_rows(flags: np.ndarray, how: str) -> np.ndarray:
 def secure_training(config, data: Dataset, workdir: str, backdoor,
                     poisoned: np.ndarray) -> dict:
   d = config.defense
-  if d.dst_train == 'secure':
-    check_batch(config, 'dst_contrastive_batch', len(data.y_train))
   mesh = parallel.make_mesh()
   sd_train = dict(batch_size=parallel.fitted_batch(SD_BATCH, len(data.y_train)), optimizer='sgd', lr=d.dst_sd_lr,
                   momentum=0.9, weight_decay=5e-4, milestones=())

@@ -53,6 +53,7 @@ from abd_jax.data import Dataset
 from abd_jax.defenses import aabl, abl, cbd, dbd, detection, dst, finetuning, scoring
 from abd_jax.defenses.clustering import activation_clusters
 from abd_jax.defenses.detection_files import DETECTION_NPZ, cached, save_npz
+from abd_jax.defenses.sizes import check_sizes
 from abd_jax.defenses.spectral import remove_top_per_class, spectral_scores
 from abd_jax.defenses.step_count import count_dataset_steps
 from abd_jax.errors import ConfigError
@@ -170,6 +171,7 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
   name = config.defense.name
   if poisoned is None:
     poisoned = np.zeros(len(data.y_train), bool)
+  check_sizes(config, len(data.y_train), int(poisoned.sum()), jax.device_count())
   if name in ('none', 'dpsgd'):  # DP-SGD is in the step (train.optim, model.norm='group')
     results = train_and_evaluate(config, data, workdir, backdoor=backdoor)
     if name == 'dpsgd':
@@ -224,7 +226,8 @@ def train_with_defense(config: ml_collections.ConfigDict, data: Dataset, workdir
         name, 'removal_factor')
     raise ConfigError(f'defense.{field}', config.defense[field],
                       f'the {name} defense kept {int(kept.sum())} of {len(kept)} training samples, '
-                      f'fewer than one batch (train.batch_size = {config.train.batch_size})')
+                      f'fewer than one batch (train.batch_size = {config.train.batch_size}): '
+                      f'another {field} keeps another number, and reuses the trained detector')
   results = train_and_evaluate(config, data.train_rows(kept), workdir, backdoor=backdoor)
   results.update(summary)
   return results

@@ -10,7 +10,9 @@ interrupted and is reused once finished; or it is read from `attack.generator_wo
 (such a folder, or a workdir holding one). Its config keeps only what shapes the
 generator (dataset, seed, batch size, IAB's classifier model, the attack's `generator_*`
 and `<attack>_*` fields but `iab_cross_ratio`), so changing the poison rate, the trained
-model's recipe or a defense reuses it.
+model's recipe or a defense reuses it. A generator read from `attack.generator_workdir`
+must have been trained with the run's bit count, bound and width (`REUSED_FIELDS`): the
+run is refused before anything trains otherwise.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ _FIELD = 'attack.generator_workdir'
 # Fields of the sample-specific attacks that act at poisoning time only.
 POISONING_FIELDS = ('iab_cross_ratio',)
 
-__all__ = ['GENERATOR_ATTACKS', 'GeneratorTrainer', 'generator_config', 'generator_dir',
-           'load_or_train_generator', 'total_epochs']
+# The fields poisoning reads from a reused generator, not from the run: the run's must agree,
+# or its config.json would record a bit count, bound or width that was not used.
+REUSED_FIELDS = {'iab': ('generator_width',),
+                 'ssba': ('ssba_bits', 'ssba_max_residual', 'generator_width')}
+
+__all__ = ['GENERATOR_ATTACKS', 'GeneratorTrainer', 'check_reused', 'generator_config',
+           'generator_dir', 'load_or_train_generator', 'total_epochs']
 
 
 def generator_dir(workdir: str, attack: str) -> str:
@@ -98,6 +105,25 @@ def _stored_run(path: str, attack: str) -> tuple[str, ml_collections.ConfigDict]
                     f'config.json and checkpoints/, or a workdir with generator_{attack}/)')
 
 
+def check_reused(config: ml_collections.ConfigDict
+                 ) -> tuple[str, ml_collections.ConfigDict] | None:
+  """(run dir, config) of the generator `attack.generator_workdir` names, None when it is
+  unset. Raises ConfigError when it holds no finished generator of the attack, or one
+  trained with other `REUSED_FIELDS` than the run's."""
+  a = config.attack
+  if a.name not in TRAINERS or not a.generator_workdir:
+    return None
+  run_dir, stored = _stored_run(a.generator_workdir, a.name)
+  for field in REUSED_FIELDS[a.name]:
+    trained = stored.attack.get(field)
+    if a[field] != trained:
+      raise ConfigError(f'attack.{field}', a[field],
+                        f'the {a.name} generator reused from {run_dir} (attack.generator_workdir) '
+                        f'was trained with {field} = {trained!r}: set that, or leave '
+                        'attack.generator_workdir empty to train one')
+  return run_dir, stored
+
+
 def load_or_train_generator(config: ml_collections.ConfigDict, data: Dataset,
                             workdir: str) -> TrainedGenerator:
   """The trained generator of `config.attack` (iab or ssba) on the clean `data`: read from
@@ -105,7 +131,7 @@ def load_or_train_generator(config: ml_collections.ConfigDict, data: Dataset,
   name = config.attack.name
   module = TRAINERS[name]
   if config.attack.generator_workdir:
-    run_dir, gconfig = _stored_run(config.attack.generator_workdir, name)
+    run_dir, gconfig = check_reused(config)
     source = run_dir
   else:
     run_dir, gconfig, source = generator_dir(workdir, name), generator_config(config), 'trained'

@@ -259,7 +259,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, data: Dataset, workdir
   `evaluation=False` skips every evaluation (a contrastive pre-training phase has no
   classifier to evaluate): the results hold the training metrics only."""
   mesh = parallel.make_mesh()
-  config_lib.validate_for_devices(config, jax.device_count())
+  # A phase's config holds the later phases' batches at their defaults: only its own count.
+  config_lib.validate_for_devices(config, jax.device_count(), phases=False)
   is_writer = jax.process_index() == 0
   keys = run_keys(config.seed)
   steps_per_epoch(config, len(data.y_train))
