@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -58,7 +59,23 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 def check_path(workdir: str, flag: str = '--workdir') -> None:
   """Raises WorkdirError when `workdir` cannot be a run directory: empty, a file, under a
-  file, or not creatable / not writable. Writes nothing."""
+  file, or not creatable / not writable. Writes nothing. In a job of several processes only
+  process 0 tries the path (another's probe, created and removed, would race with its own)
+  and every process raises its refusal."""
+  parallel = sys.modules.get('abd_jax.parallel')  # imported once JAX is configured
+  if parallel is None or not parallel.in_job():
+    return _check_path(workdir, flag)
+  problem = None
+  if parallel.is_writer():
+    try:
+      _check_path(workdir, flag)
+    except WorkdirError as e:
+      problem = str(e)
+  if parallel.agree(problem is not None):
+    raise WorkdirError(problem or f'{flag}={workdir} cannot be used: see process 0')
+
+
+def _check_path(workdir: str, flag: str) -> None:
   if not workdir or not workdir.strip():
     raise WorkdirError(f'{flag} is empty: give the directory the run should use, e.g. '
                        f'{flag}=runs/quickstart')
@@ -75,8 +92,8 @@ def check_path(workdir: str, flag: str = '--workdir') -> None:
     if existing == target:
       tempfile.TemporaryFile(dir=target).close()
     else:
-      # exist_ok, and no complaint when a folder is already gone or in use: the other
-      # processes of a multi-process job probe the same path at the same time.
+      # Tolerant of another process probing the same path: a job's processes reach the
+      # command line's check together, before they are connected.
       os.makedirs(target, exist_ok=True)
       while target != existing:  # leave no trace of the probe
         with contextlib.suppress(OSError):
