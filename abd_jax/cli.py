@@ -104,6 +104,14 @@ def use_cpu_cores(configs) -> None:
           'JAX_NUM_CPU_DEVICES=1 keeps one)', flush=True)
 
 
+def start_jax(configs) -> None:
+  """Before JAX starts: the CPU split (`use_cpu_cores`) and the persistent compilation
+  cache (`abd_jax.compile_cache`)."""
+  use_cpu_cores(configs)
+  from abd_jax import compile_cache
+  compile_cache.enable()
+
+
 def check_config_file(spec: str) -> ml_collections.ConfigDict:
   """Loads `'path[:preset]'` as ml_collections' config flag will, so that every way a
   config file can fail gives one line naming the file (exit 2)."""

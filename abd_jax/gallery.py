@@ -328,7 +328,7 @@ def main(argv):
     print(f'error: --alphas must be numbers, e.g. 0.2,0.5,1.0; got {",".join(_ALPHAS.value)}',
           file=sys.stderr)
     sys.exit(2)
-  cli.use_cpu_cores([config])  # lc / trojan train a surrogate first
+  cli.start_jax([config])  # lc / trojan train a surrogate first
   paths = cli.run_or_exit(lambda: make_gallery(
       config, _OUT.value, _ATTACKS.value, _NUM.value, strengths,
       signed=_RESIDUAL.value == 'signed', workdir=_WORKDIR.value or None))

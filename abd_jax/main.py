@@ -59,7 +59,7 @@ def main(argv):
   _refuse_overwriting_a_point(workdir)
   # A sweep point's command gives the swept values as overrides of the experiment part.
   config, _ = config_lib.split_sweep(config)
-  cli.use_cpu_cores([config])
+  cli.start_jax([config])
   with cli.interruptible(f'the run in {workdir}'):
     cli.run_or_exit(lambda: experiment.run(config, workdir, overwrite=_OVERWRITE.value))
     experiment.write_timing(workdir)

@@ -37,7 +37,7 @@ def scripts(names):
 def run_all(experiments, args):
   """Checks every experiment (paths, configs, data) before the first one trains, then runs
   them one after another."""
-  cli.use_cpu_cores(c for e in experiments for c in runner.point_configs(e, args.data, args.tiny))
+  cli.start_jax(c for e in experiments for c in runner.point_configs(e, args.data, args.tiny))
   plans = [runner.plan(e, args.data, args.workdir, args.out, args.tiny) for e in experiments]
   runner.preflight(plans)
   times = []

@@ -1,12 +1,22 @@
 """Shared fixtures. Tests run on the CPU with one device, and so do the command lines they
 start (JAX_NUM_CPU_DEVICES=1 is inherited: the CLIs would otherwise split the CPU into one
 device per core); the data-parallel tests start their own subprocesses with fake devices
-(`fake_devices_env`), and tests/test_cpu_split.py checks the CLIs' split."""
+(`fake_devices_env`), and tests/test_cpu_split.py checks the CLIs' split.
+
+Every process of the suite (the pytest workers and the command lines they start) shares
+one persistent XLA compilation cache, made for this run and removed at its end: most tests
+compile the same few programs (the digits CNN's steps), and only the first compile of each
+costs time."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ['JAX_NUM_CPU_DEVICES'] = '1'
+os.environ.pop('JAX_COMPILATION_CACHE_DIR', None)  # it would win over the suite's cache
+if 'PYTEST_XDIST_WORKER' not in os.environ:  # the workers inherit the controller's folder
+  os.environ['ABD_JAX_COMPILATION_CACHE'] = tempfile.mkdtemp(prefix='abd_jax_test_xla_')
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -16,7 +26,15 @@ import optax  # noqa: E402
 import pytest  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
+from abd_jax import compile_cache  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+compile_cache.enable()
+
+
+def pytest_unconfigure(config):
+  if 'PYTEST_XDIST_WORKER' not in os.environ:
+    shutil.rmtree(os.environ['ABD_JAX_COMPILATION_CACHE'], ignore_errors=True)
 
 
 class _MLP(nn.Module):
@@ -60,3 +78,17 @@ def fake_devices_env(n: int, **extra) -> dict:
              **extra)
   env.pop('JAX_NUM_CPU_DEVICES')  # it would override the flag
   return env
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+  """With pytest-xdist's `--dist loadgroup` (pyproject.toml), the tests of a module that
+  share a module-scoped fixture (a trained run, a sweep) go to one worker, which builds it
+  once; every other test goes to whichever worker is free."""
+  for item in items:
+    info = getattr(item, '_fixtureinfo', None)
+    if info is None:
+      continue
+    if any(d.scope == 'module' for name in info.names_closure
+           for d in info.name2fixturedefs.get(name, ())):
+      item.add_marker(pytest.mark.xdist_group(item.module.__name__))

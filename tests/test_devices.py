@@ -8,9 +8,6 @@ DBD's and D-ST's splits, spectral signatures, activation clustering, FP's channe
 ranking) runs on 8 fake devices and agrees with the same run on 1 device within the
 README's tolerance.
 
-The runs of this file share one persistent XLA compilation cache: most configs compile
-the same programs (the CNN's PGD step, its evaluation), and only their first compile
-costs time.
 """
 
 import glob
@@ -33,18 +30,10 @@ SWEEPS = sorted(os.path.relpath(p, REPO)
 DEFENSES = [c for c in CONFIGS if config_lib.load_file(f'{c}:digits').defense.name != 'none']
 
 
-@pytest.fixture(scope='module')
-def compile_cache(tmp_path_factory):
-  return str(tmp_path_factory.mktemp('xla_cache'))
-
-
-def _env(compile_cache, devices=None):
+def _env(devices=None):
   """The user's environment: no device count chosen (the command lines split the CPU), or
   `devices` fake ones."""
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1',
-             JAX_COMPILATION_CACHE_DIR=compile_cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='-1')
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1')
   env.pop('JAX_NUM_CPU_DEVICES', None)  # conftest's pin, for the rest of the suite
   env.pop('XLA_FLAGS', None)
   if devices:
@@ -59,12 +48,12 @@ def _split(config) -> int:
 
 
 @pytest.mark.parametrize('path', CONFIGS)
-def test_every_config_runs_on_the_default_cpu_split(path, tmp_path, compile_cache):
+def test_every_config_runs_on_the_default_cpu_split(path, tmp_path):
   spec = f'{path}:digits,smoke'
   config = config_lib.load_file(spec)
   workdir = tmp_path / 'run'
   proc = subprocess.run(cli_command(workdir, '--config.log.progress=false', config=spec),
-                        cwd=REPO, env=_env(compile_cache), capture_output=True, text=True,
+                        cwd=REPO, env=_env(), capture_output=True, text=True,
                         timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   devices = _split(config)
@@ -82,7 +71,7 @@ def _first_two(values) -> str:
 
 @pytest.mark.parametrize('execution', ['sequential', 'vmap'])
 @pytest.mark.parametrize('path', SWEEPS)
-def test_every_sweep_runs_on_the_default_cpu_split(path, execution, tmp_path, compile_cache):
+def test_every_sweep_runs_on_the_default_cpu_split(path, execution, tmp_path):
   """Each axis cut to its first two values, one seed."""
   spec = f'{path}:digits,smoke'
   sweep = config_lib.load_file(spec).sweep
@@ -93,7 +82,7 @@ def test_every_sweep_runs_on_the_default_cpu_split(path, execution, tmp_path, co
       [sys.executable, '-m', 'abd_jax.sweep', f'--config={spec}', f'--workdir={workdir}', *axes,
        '--config.sweep.seeds=(0,)', f'--config.sweep.execution={execution}',
        '--config.log.progress=false'],
-      cwd=REPO, env=_env(compile_cache), capture_output=True, text=True, timeout=900)
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-4000:]
   record = read_json(workdir / 'sweep.json')
   assert len((workdir / 'results.csv').read_text().splitlines()) == 1 + len(record['points'])
@@ -125,19 +114,26 @@ print(json.dumps(out))
 ACC_ATOL, LOSS_RTOL = 0.1, 0.1
 
 
-def test_every_defense_on_8_devices_agrees_with_one_device(tmp_path, compile_cache):
-  """One process per device count runs every defense config in turn (the data-parallel
-  mesh over 8 fake devices splits every training batch and every scoring batch)."""
+# The defenses in three shares, one test each: the test workers run them side by side.
+SHARES = [DEFENSES[i::3] for i in range(3)]
+
+
+@pytest.mark.parametrize('share', SHARES, ids=lambda share: ','.join(
+    os.path.basename(p)[:-3] for p in share))
+def test_every_defense_on_8_devices_agrees_with_one_device(share, tmp_path):
+  """One process per device count runs the share's defense configs in turn (the
+  data-parallel mesh over 8 fake devices splits every training batch and every scoring
+  batch)."""
   results = {}
   for n in (1, 8):
-    proc = subprocess.run([sys.executable, '-c', _RUN_ALL, str(tmp_path / str(n)), *DEFENSES],
-                          cwd=REPO, env=_env(compile_cache, devices=n), capture_output=True,
+    proc = subprocess.run([sys.executable, '-c', _RUN_ALL, str(tmp_path / str(n)), *share],
+                          cwd=REPO, env=_env(devices=n), capture_output=True,
                           text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
   assert (results[1]['devices'], results[8]['devices']) == (1, 8)
   differences = []  # (spec, key, 1 device, 8 devices, over the tolerance)
-  for spec in DEFENSES:
+  for spec in share:
     one, eight = results[1][spec], results[8][spec]
     assert set(one) == set(eight), spec
     for key, value in one.items():

@@ -293,7 +293,7 @@ def main(experiment: Reproduction, argv: Sequence[str] | None = None) -> dict[st
 
   def checked_run():
     from abd_jax import cli
-    cli.use_cpu_cores(point_configs(experiment, args.data, args.tiny))
+    cli.start_jax(point_configs(experiment, args.data, args.tiny))
     return run(experiment, args.data, args.workdir, args.out, args.tiny, command)
 
   return guarded(args.workdir, checked_run)

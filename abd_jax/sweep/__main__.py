@@ -39,7 +39,7 @@ def main(argv):
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   file_config = cli.run_or_exit(lambda: config_lib.load_file(spec), extra=(SweepError,))
   points = cli.run_or_exit(lambda: grid.expand(config), extra=(SweepError,))
-  cli.use_cpu_cores(p.config for p in points)
+  cli.start_jax(p.config for p in points)
   with cli.interruptible(f'the sweep in {workdir}'):
     rows = cli.run_or_exit(lambda: engine.run(config, workdir, overwrite=_OVERWRITE.value,
                                               config_spec=spec, file_config=file_config),
