@@ -58,14 +58,19 @@ def chosen_dir() -> str | None:
 
 def enable() -> str | None:
   """Turns the cache on for this process, before its first compile; returns its folder
-  (None: off, or the folder cannot be created, which only costs the time it would save)."""
+  (None: off, or the folder cannot be used, which only costs the time it would save and
+  is said in one line on stdout: stderr is kept for errors)."""
   import jax
   path = os.environ.get('JAX_COMPILATION_CACHE_DIR') or chosen_dir()
   if path is None:
     return None
   try:
     os.makedirs(path, exist_ok=True)
-  except OSError:
+    if not os.access(path, os.W_OK):
+      raise PermissionError('not writable')
+  except OSError as e:
+    print(f'abd_jax: the compilation cache folder {path} cannot be used ({e.strerror or e}); '
+          f'compiling without it ({ENV}=DIR chooses another, {ENV}=off turns it off)', flush=True)
     return None
   jax.config.update('jax_compilation_cache_dir', path)
   # Digits programs compile in well under JAX's default threshold (1 s): cache them all.

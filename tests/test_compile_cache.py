@@ -54,3 +54,15 @@ def test_a_run_from_the_cache_equals_a_compiled_one_and_off_writes_nothing(tmp_p
              XDG_CACHE_HOME=str(home))
   assert not (home / 'abd_jax').exists()
   assert cold == warm == off
+
+
+def test_a_folder_that_cannot_be_used_is_one_line_on_stdout_and_no_cache(monkeypatch, tmp_path,
+                                                                          capsys):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  monkeypatch.setenv(compile_cache.ENV, str(blocker / 'cache'))
+  monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
+  assert compile_cache.enable() is None
+  out, err = capsys.readouterr()
+  assert err == '' and out.count('\n') == 1
+  assert f'the compilation cache folder {blocker / "cache"} cannot be used' in out
