@@ -9,20 +9,25 @@ Every function takes plain numpy arrays and a path, draws one figure with the Ag
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Sequence
 
-import matplotlib
-
-# Before pyplot is imported: the default backend may try to open a window.
-matplotlib.use('Agg')
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 # Inches per image cell: an 8x8 or 32x32 image fills it with big, sharp pixels.
 CELL_INCHES = 1.35
 DPI = 110
+
+
+@functools.cache
+def pyplot():
+  """matplotlib.pyplot with the Agg backend, imported on first use: it takes ~0.5 s, which
+  every run that draws nothing would pay."""
+  import matplotlib
+  matplotlib.use('Agg')  # before pyplot: the default backend may try to open a window
+  import matplotlib.pyplot as plt
+  return plt
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
@@ -101,7 +106,7 @@ def save_image_grid(path: str, rows: Sequence[Sequence[np.ndarray | None]],
     raise ValueError(f'{len(row_labels)} row labels for {n_rows} rows')
   if any(len(r) > n_cols for r in rows):
     raise ValueError(f'a row has more images than the {n_cols} column labels')
-  fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
+  fig, axes = pyplot().subplots(n_rows, n_cols, squeeze=False,
                            figsize=(CELL_INCHES * n_cols + 0.9,
                                     CELL_INCHES * n_rows + (0.75 if title else 0.4)))
   for i, row in enumerate(rows):
@@ -129,7 +134,7 @@ def save_image_grid(path: str, rows: Sequence[Sequence[np.ndarray | None]],
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
+  pyplot().close(fig)
   return path
 
 
@@ -196,7 +201,7 @@ def _save(fig, path: str, title: str) -> None:
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=DPI)
-  plt.close(fig)
+  pyplot().close(fig)
 
 
 def _panel_epochs(epochs: Sequence[int], limit: int = MAX_PANELS) -> list[int]:
@@ -247,7 +252,7 @@ def step_count_densities(path: str, counts_by_epoch: dict[int, np.ndarray], pois
     ticks, labels = ticks + [max_steps + 1], labels + [f'>{max_steps}']
 
   n = len(epochs)
-  fig, axes = plt.subplots(1, n, squeeze=False, sharey=True, figsize=(3.2 * n + 0.6, 3.2))
+  fig, axes = pyplot().subplots(1, n, squeeze=False, sharey=True, figsize=(3.2 * n + 0.6, 3.2))
   groups: list[str] = []
   for ax, e in zip(axes[0], epochs):
     groups = _group_hists(ax, checked[e], poisoned, bins, density=True)
@@ -289,7 +294,7 @@ def loss_split_histogram(path: str, losses: np.ndarray, poisoned: np.ndarray, th
            'kept_poisoned': int((kept & poisoned).sum()), 'total_poisoned': int(poisoned.sum())}
 
   bins = _shared_bins(losses)
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
   groups = _group_hists(ax, losses, poisoned, bins, log=True)
   ax.axvline(threshold, color='black', linestyle='--', linewidth=1.2,
              label=f'{threshold_name} = {threshold:.3g}')
@@ -324,7 +329,7 @@ def score_histogram(path: str, scores: np.ndarray, poisoned: np.ndarray, removed
            'total_poisoned': int(poisoned.sum()),
            'removed_clean': int((removed & ~poisoned).sum()), 'total_clean': int((~poisoned).sum())}
 
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
   groups = _group_hists(ax, scores, poisoned, _shared_bins(scores))
   _, top = ax.get_ylim()
   ax.set_ylim(0, top * 1.3)  # headroom for the legend and the text box
@@ -343,7 +348,7 @@ def pruning_curves(path: str, curve: Sequence[dict], search: Sequence[dict] | No
   (`curve`: dicts with 'ratio', 'clean_acc' and optionally 'asr') and, when the ratio was
   searched, after it (`search`, same keys); the chosen ratio dashed, the target accuracy
   dotted. Returns {'path', 'ratios', 'chosen'}."""
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
+  fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
   ratios = [c['ratio'] for c in curve]
   ax.plot(ratios, [c['clean_acc'] for c in curve], 'o-', color='tab:blue', ms=3,
           label='clean acc., pruned')

@@ -20,9 +20,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA, FastICA
-from sklearn.exceptions import ConvergenceWarning
 
 REDUCTIONS = ('ica', 'pca')
 MIN_CLASS_SIZE = 4
@@ -36,6 +33,7 @@ def _reduce(x: np.ndarray, dims: int, reduction: str, seed: int) -> np.ndarray |
   d = min(dims, len(x) - 1, x.shape[1], rank)
   if d < 1:
     return None
+  from sklearn.decomposition import PCA, FastICA  # here: importing sklearn takes ~1 s
   if reduction == 'ica':
     model = FastICA(n_components=d, whiten='unit-variance', random_state=seed, max_iter=1000)
   else:
@@ -64,6 +62,9 @@ def activation_clusters(features: np.ndarray, labels: np.ndarray, dims: int = 10
   labels = np.asarray(labels)
   if labels.shape != (len(features),):
     raise ValueError(f'labels must have shape ({len(features)},), got {labels.shape}')
+
+  from sklearn.cluster import KMeans  # here: importing sklearn takes ~1 s
+  from sklearn.exceptions import ConvergenceWarning
 
   removed = np.zeros(len(features), bool)
   scores = np.zeros(len(features), np.float64)

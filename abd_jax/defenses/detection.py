@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 
 def removal_count(rate: float, n: int, factor: float = 1.5) -> int:
@@ -36,6 +35,7 @@ def detection_auroc(scores: np.ndarray, poisoned: np.ndarray) -> float | None:
   poisoned = np.asarray(poisoned, bool)
   if poisoned.all() or not poisoned.any():
     return None
+  from sklearn.metrics import roc_auc_score  # here: importing sklearn.metrics takes ~1 s
   return float(roc_auc_score(poisoned, np.asarray(scores, np.float64)))
 
 

@@ -15,11 +15,9 @@ import math
 import os
 from typing import Any, Mapping, Sequence
 
-from abd_jax import plots  # before pyplot: it selects the Agg backend
-
-import matplotlib.pyplot as plt
 import numpy as np
 
+from abd_jax import plots
 from abd_jax.reproduce import paper as paper_lib
 from abd_jax.reproduce.spec import NEEDS, OFFLINE, Reproduction
 
@@ -256,7 +254,7 @@ def write_figure(path: str, experiment: Reproduction, tables: Sequence[paper_lib
         panels.append((f'{table.meta["table"]}: {metric}', labels, series))
   if not panels:
     return None
-  fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 0.5 * max(len(p[1]) for p in panels)
+  fig, axes = plots.pyplot().subplots(len(panels), 1, figsize=(max(6, 0.5 * max(len(p[1]) for p in panels)
                                                         + 2), 2.8 * len(panels)), squeeze=False)
   for ax, (title, labels, series) in zip(axes[:, 0], panels):
     width = 0.8 / len(series)
@@ -269,7 +267,7 @@ def write_figure(path: str, experiment: Reproduction, tables: Sequence[paper_lib
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plots.pyplot().close(fig)
   return path
 
 

@@ -20,11 +20,9 @@ import math
 import os
 from typing import Any, Callable, Mapping, Sequence
 
-from abd_jax import plots  # before pyplot: it selects the Agg backend
-
-import matplotlib.pyplot as plt
 import numpy as np
 
+from abd_jax import plots
 from abd_jax.sweep import grid
 from abd_jax.sweep.grid import DEFAULT_METRICS, SEED_FIELD, Axis, Point
 
@@ -195,7 +193,7 @@ def _save(fig, path: str, title: str) -> str:
   fig.suptitle(title, fontsize=11)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=plots.DPI)
-  plt.close(fig)
+  plots.pyplot().close(fig)
   return path
 
 
@@ -231,7 +229,7 @@ def _heatmap(path, metric, swept, mean, std, count, spread):
   nx, ny = len(swept[0].values), len(swept[1].values)
   # Cells wide enough for 'm±s' at 7 pt; room for tick labels, axis labels and titles.
   size = (cols * (0.95 * nx + 1.8) + 1.0, rows * (0.55 * ny + 1.4) + 0.5)
-  fig, panels = plt.subplots(rows, cols, squeeze=False, layout='constrained', figsize=size)
+  fig, panels = plots.pyplot().subplots(rows, cols, squeeze=False, layout='constrained', figsize=size)
   vmin, vmax = _color_range(metric, mean)
   labels = [grid.axis_labels(ax) for ax in extra]
   for panel, combo in zip(panels.flat, combos):
@@ -259,7 +257,7 @@ def _line_positions(ax: Axis) -> tuple[list[float], list[str] | None]:
 def _line(path, metric, swept, mean, std, count, spread):
   """x = the first axis; one line per value of the second axis when there is one."""
   xs, ticks = _line_positions(swept[0])
-  fig, ax = plt.subplots(figsize=(6.4, 4.2), layout='constrained')
+  fig, ax = plots.pyplot().subplots(figsize=(6.4, 4.2), layout='constrained')
   if len(swept) == 1:
     series = [(None, mean, std)]
   else:
