@@ -12,20 +12,31 @@ JAX's own JAX_COMPILATION_CACHE_DIR, when set, wins. The cache never changes a r
 loaded program is the program the compiler would build. The default folder is per kind of
 machine (processor and its instruction-set flags), so a home directory shared by different
 machines never hands one a program built for another's instructions.
+
+The entries are stored by `AtomicFileCache`, not by JAX's own file cache: with a size
+limit, JAX's takes a lock and lists the whole folder on every write (0.3 s per compiled
+program once the folder holds 6,000 entries, most of a short run); without one, it writes
+entries in place, so a process starting beside another (a sweep's points, a job's
+processes, test workers) can read half an entry.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import pathlib
 import platform
+import tempfile
+import time
 
 ENV = 'ABD_JAX_COMPILATION_CACHE'
 _OFF = ('', '0', 'off', 'false', 'no', 'none')
-# Finite, so that JAX guards every read and write with a file lock: processes started
-# together (a sweep's points, a job's processes, test workers) never read a half-written
-# entry. Least recently used entries go first.
+# The folder is trimmed to this size when a process turns the cache on, least recently
+# used entries first.
 MAX_BYTES = 4 << 30
+_SUFFIX = '-cache'
+_TMP_PREFIX = '.tmp-'
 
 
 def machine() -> str:
@@ -76,5 +87,87 @@ def enable() -> str | None:
   # Digits programs compile in well under JAX's default threshold (1 s): cache them all.
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
-  jax.config.update('jax_compilation_cache_max_size', MAX_BYTES)
+  trim(path, MAX_BYTES)
+  _install(AtomicFileCache(path))
   return path
+
+
+def _install(cache) -> None:
+  """Makes `cache` JAX's persistent cache. JAX has no public hook for the storage; if its
+  internals move, JAX's own file cache stays (tests/test_compile_cache.py notices)."""
+  try:
+    from jax._src import compilation_cache as jax_cache
+    jax_cache.reset_cache()
+    jax_cache._cache = cache
+    jax_cache._cache_initialized = True
+  except (ImportError, AttributeError):
+    pass
+
+
+def _base_class():
+  try:
+    from jax._src.compilation_cache_interface import CacheInterface
+    return CacheInterface
+  except ImportError:
+    return object
+
+
+class AtomicFileCache(_base_class()):
+  """One file per compiled program, `KEY-cache`, as JAX's file cache names them. A write
+  goes to a temporary file renamed into place (atomic within a file system): a reader
+  sees a whole entry or none, with no lock. A read marks the entry used (its mtime), for
+  `trim`."""
+
+  def __init__(self, path: str):
+    self._path = pathlib.Path(path)
+
+  def get(self, key: str) -> bytes | None:
+    entry = self._path / f'{key}{_SUFFIX}'
+    try:
+      value = entry.read_bytes()
+    except FileNotFoundError:
+      return None
+    with contextlib.suppress(OSError):
+      os.utime(entry)
+    return value
+
+  def put(self, key: str, value: bytes) -> None:
+    entry = self._path / f'{key}{_SUFFIX}'
+    if entry.exists():
+      return
+    fd, tmp = tempfile.mkstemp(dir=self._path, prefix=_TMP_PREFIX)
+    try:
+      with os.fdopen(fd, 'wb') as f:
+        f.write(value)
+      os.replace(tmp, entry)
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.unlink(tmp)
+      raise
+
+
+def trim(path: str, max_bytes: int, stale_tmp_secs: float = 3600.0) -> None:
+  """Deletes the least recently used entries until the folder holds at most 3/4 of
+  `max_bytes` (when it holds more than `max_bytes`), and temporary files a killed process
+  left (older than `stale_tmp_secs`). One listing per process, not per write."""
+  entries, total, now = [], 0, time.time()
+  with contextlib.suppress(OSError), os.scandir(path) as it:
+    for e in it:
+      with contextlib.suppress(OSError):
+        st = e.stat()
+        if e.name.startswith(_TMP_PREFIX):
+          if now - st.st_mtime > stale_tmp_secs:
+            os.unlink(e.path)
+        elif e.name.endswith(_SUFFIX):
+          entries.append((st.st_mtime, st.st_size, e.path))
+          total += st.st_size
+  if total <= max_bytes:
+    return
+  for _, size, entry in sorted(entries):
+    if total <= max_bytes * 3 // 4:
+      break
+    with contextlib.suppress(OSError):
+      os.unlink(entry)
+      total -= size
+    with contextlib.suppress(OSError):
+      os.unlink(entry[:-len(_SUFFIX)] + '-atime')  # JAX's own cache's access time
