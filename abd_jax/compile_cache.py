@@ -104,16 +104,9 @@ def _install(cache) -> None:
     pass
 
 
-def _base_class():
-  try:
-    from jax._src.compilation_cache_interface import CacheInterface
-    return CacheInterface
-  except ImportError:
-    return object
-
-
-class AtomicFileCache(_base_class()):
-  """One file per compiled program, `KEY-cache`, as JAX's file cache names them. A write
+class AtomicFileCache:
+  """JAX's cache interface (`get`, `put`, `_path`) over one file per compiled program,
+  `KEY-cache`, as JAX's file cache names them. A write
   goes to a temporary file renamed into place (atomic within a file system): a reader
   sees a whole entry or none, with no lock. A read marks the entry used (its mtime), for
   `trim`."""

@@ -107,8 +107,8 @@ def save_image_grid(path: str, rows: Sequence[Sequence[np.ndarray | None]],
   if any(len(r) > n_cols for r in rows):
     raise ValueError(f'a row has more images than the {n_cols} column labels')
   fig, axes = pyplot().subplots(n_rows, n_cols, squeeze=False,
-                           figsize=(CELL_INCHES * n_cols + 0.9,
-                                    CELL_INCHES * n_rows + (0.75 if title else 0.4)))
+                                figsize=(CELL_INCHES * n_cols + 0.9,
+                                         CELL_INCHES * n_rows + (0.75 if title else 0.4)))
   for i, row in enumerate(rows):
     for j in range(n_cols):
       ax = axes[i, j]

@@ -255,7 +255,7 @@ def write_figure(path: str, experiment: Reproduction, tables: Sequence[paper_lib
   if not panels:
     return None
   fig, axes = plots.pyplot().subplots(len(panels), 1, figsize=(max(6, 0.5 * max(len(p[1]) for p in panels)
-                                                        + 2), 2.8 * len(panels)), squeeze=False)
+                                                                   + 2), 2.8 * len(panels)), squeeze=False)
   for ax, (title, labels, series) in zip(axes[:, 0], panels):
     width = 0.8 / len(series)
     for j, (name, values) in enumerate(series.items()):
