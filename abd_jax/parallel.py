@@ -185,8 +185,13 @@ def _put_leaf(a: Any, sharding: NamedSharding) -> jax.Array:
     if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
       return jax.random.wrap_key_data(_put_leaf(jax.random.key_data(a), sharding),
                                       impl=jax.random.key_impl(a))
-    if a.sharding.is_equivalent_to(sharding, a.ndim):
+    if a.sharding == sharding:
       return a
+    # An equivalent placement of another type (a fresh array on a 1-device mesh) is
+    # re-labelled too: a jitted program is compiled once per input sharding type, so the
+    # first step would compile a second program. A copy: the steps donate their inputs.
+    if a.sharding.is_equivalent_to(sharding, a.ndim):
+      return jax.device_put(a, sharding, may_alias=False)
     if not a.is_fully_addressable:  # spans processes: a collective reshard
       return jax.device_put(a, sharding)
   host = np.asarray(a)

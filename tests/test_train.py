@@ -12,7 +12,7 @@ import pytest
 
 from conftest import fake_devices_env
 
-from abd_jax import config as config_lib
+from abd_jax import config as config_lib, parallel
 from abd_jax.data import load_dataset
 from abd_jax.train import loop, programs
 from abd_jax.train.optim import learning_rate_schedule, make_optimizer
@@ -98,6 +98,20 @@ def test_same_seed_same_results_different_seed_differs(tmp_path):
   d = loop.train_and_evaluate(c, data, str(tmp_path / 'c'))
   assert a == b
   assert a['train_loss'] != d['train_loss']
+
+
+def test_every_step_of_a_phase_runs_the_same_compiled_program(tmp_path):
+  """The step's inputs reach it placed on the mesh every time (`parallel.put`). A fresh
+  epoch's metrics or a just-initialized state left unplaced gave the first step of every
+  epoch other input shardings, so the run compiled its costliest program twice."""
+  c = tiny_config()
+  c.train.epochs = 2
+  c.perturb.update(name='linf', steps=1)
+  data = load_dataset(c.dataset, c.seed)
+  loop.train_and_evaluate(c, data, str(tmp_path / 'run'))
+  p = programs.get_programs(c, len(data.y_train), data.num_classes, data.image_shape,
+                            parallel.make_mesh())
+  assert p.step._cache_size() == 1  # jax's count of the jitted step's compiled variants
 
 
 _DP_SCRIPT = r'''

@@ -129,9 +129,10 @@ def _run_epochs(lanes: _Lanes, epoch_hook=None) -> tuple[Any, list[dict | Traini
   spe, batch_size, epochs = programs.steps_per_epoch, config.train.batch_size, config.train.epochs
   e = config.eval
 
-  def fresh_metrics():  # a new buffer every epoch: the step donates it
+  def fresh_metrics():  # a new buffer every epoch (the step donates it), on the mesh:
+    # zeros the step had to place itself would compile each epoch's first step apart
     if not programs.stacked:
-      return zero_metrics()
+      return parallel.put_replicated(zero_metrics(), lanes.mesh)
     return parallel.put_per_run(jax.tree.map(lambda z: np.zeros((lanes.size,) + z.shape, z.dtype),
                                              zero_metrics()), lanes.mesh)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from abd_jax.data import augment
@@ -26,8 +27,9 @@ CONTRASTIVE_CROP_SCALE = (0.2, 1.0)
 
 
 def zero_metrics() -> Metrics:
-  return {'loss_sum': jnp.zeros((), jnp.float32), 'correct': jnp.zeros((), jnp.int32),
-          'count': jnp.zeros((), jnp.int32)}
+  """Host zeros: the loop places them on the mesh like every other input of the step."""
+  return {'loss_sum': np.zeros((), np.float32), 'correct': np.zeros((), np.int32),
+          'count': np.zeros((), np.int32)}
 
 
 def gather_batch(images: jax.Array | Overlaid, labels: jax.Array, order: jax.Array,
