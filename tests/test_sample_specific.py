@@ -184,6 +184,7 @@ def ssba_run(tmp_path_factory, digits):
   return workdir, config, generator, poisoned
 
 
+@pytest.mark.slow  # trains a trigger generator (ssba_run)
 def test_generator_run_is_deterministic_and_resumes_exactly(tmp_path, digits, monkeypatch,
                                                             ssba_run):
   """A second run of the same config, interrupted after its first epoch and run again,
@@ -243,6 +244,7 @@ def test_iab_poisoning_rates_labels_manifest_and_cross_mode(digits):
   assert len(poisoned.backdoor.labels) == keep.sum() and np.all(poisoned.backdoor.targets == 0)
 
 
+@pytest.mark.slow  # trains a trigger generator (ssba_run)
 def test_a_trained_generator_is_reused_and_read_from_generator_workdir(tmp_path, digits,
                                                                        ssba_run):
   workdir, config, _, first = ssba_run

@@ -111,6 +111,7 @@ print(json.dumps(out))
 '''
 
 
+@pytest.mark.slow  # several devices: a subprocess with 4 fake ones
 def test_counts_and_features_on_4_fake_devices_match_one_device():
   """The batch is split over the mesh's data axis; every sample is computed on its own
   (BatchNorm on running statistics), so the results agree up to float reduction order."""
