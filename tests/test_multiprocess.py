@@ -42,16 +42,29 @@ def _one_process(module, args):
   return proc
 
 
-def test_a_run_in_two_processes_equals_one_process_with_two_devices(tmp_path):
-  config = '--config=configs/quickstart.py:smoke'
-  job_dir, one_dir = tmp_path / 'job', tmp_path / 'one'
-  outs = run_job('abd_jax.main', [config, f'--workdir={job_dir}', *SMOKE])
-  _one_process('abd_jax.main', [config, f'--workdir={one_dir}', *SMOKE])
-  assert read_json(job_dir / 'results.json') == read_json(one_dir / 'results.json')
+# The run of the first test and of the interruption test (the latter needs epochs to kill).
+RUN = ('--config=configs/quickstart.py:digits', '--config.train.epochs=4',
+       '--config.perturb.steps=2', '--config.eval.steps=2', *SMOKE)
+
+
+@pytest.fixture(scope='module')
+def one_process_run(tmp_path_factory):
+  """RUN in one process with 2 devices: what the jobs below must reproduce."""
+  workdir = tmp_path_factory.mktemp('one') / 'run'
+  _one_process('abd_jax.main', [*RUN, f'--workdir={workdir}'])
+  return workdir
+
+
+def test_a_run_in_two_processes_equals_one_process_with_two_devices(tmp_path, one_process_run):
+  job_dir = tmp_path / 'job'
+  outs = run_job('abd_jax.main', [*RUN, f'--workdir={job_dir}'])
+  assert read_json(job_dir / 'results.json') == read_json(one_process_run / 'results.json')
   # Every process prints the same table; only process 0 writes (one metrics line per epoch).
   assert _table(outs[0][1]) == _table(outs[1][1])
-  assert [r['epoch'] for r in read_jsonl(job_dir / 'metrics.jsonl')] == [1]
-  assert sorted(os.listdir(job_dir / 'checkpoints')) == ['1']
+  assert [r['epoch'] for r in read_jsonl(job_dir / 'metrics.jsonl')] == [1, 2, 3, 4]
+  assert sorted(os.listdir(job_dir)) == sorted(os.listdir(one_process_run))
+  assert (sorted(os.listdir(job_dir / 'checkpoints'))
+          == sorted(os.listdir(one_process_run / 'checkpoints')))
 
 
 @pytest.mark.parametrize('execution', ['vmap', 'sequential'])
@@ -83,14 +96,15 @@ def test_a_detection_defense_in_two_processes_equals_one_process(tmp_path):
     np.testing.assert_allclose(a['score'], b['score'], rtol=1e-6)
 
 
-def test_a_killed_process_stops_the_other_with_one_line_and_the_job_resumes(tmp_path):
+def test_a_killed_process_stops_the_other_with_one_line_and_the_job_resumes(tmp_path,
+                                                                            one_process_run):
   """Process 1 is killed (SIGKILL) during training: process 0 notices at its next
   collective (the step's gradient all-reduce) and stops within seconds, with one line.
   The same job run again resumes from the last checkpoint and ends with the results of an
-  uninterrupted run."""
+  uninterrupted run (the first test shows that a job computes what one process with 2
+  devices computes)."""
   workdir = tmp_path / 'job'
-  args = ['--config=configs/quickstart.py:digits', f'--workdir={workdir}', '--config.train.epochs=4',
-          '--config.perturb.steps=2', '--config.eval.steps=2', *SMOKE]
+  args = [*RUN, f'--workdir={workdir}']
   job = Job('abd_jax.main', args)
   deadline = time.monotonic() + 600
   while not (workdir / 'checkpoints' / '2').is_dir():  # killed once two epochs are saved
@@ -108,8 +122,5 @@ def test_a_killed_process_stops_the_other_with_one_line_and_the_job_resumes(tmp_
                                                  'this job stopped'), stderr[-3000:]
   assert stopped_after < 60
   run_job('abd_jax.main', args)
-  uninterrupted = tmp_path / 'uninterrupted'
-  run_job('abd_jax.main', [a if not a.startswith('--workdir') else f'--workdir={uninterrupted}'
-                           for a in args])
-  assert read_json(workdir / 'results.json') == read_json(uninterrupted / 'results.json')
+  assert read_json(workdir / 'results.json') == read_json(one_process_run / 'results.json')
   assert [r['epoch'] for r in read_jsonl(workdir / 'metrics.jsonl')] == [1, 2, 3, 4]
