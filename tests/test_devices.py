@@ -2,11 +2,11 @@
 
 The command lines split a CPU into one JAX device per core (2 here), so every config
 (`:digits,smoke`: each phase one epoch) runs through `abd_jax.main` with that default
-split, and every sweep through `abd_jax.sweep` with both executions. The defense configs
-(which cover every per-sample scoring pass: step counting, the A-ABL split, ABL's
-isolation, DBD's and D-ST's splits, spectral signatures, activation clustering, FP's
-channel ranking) then run again on 8 fake devices and agree with their command-line runs
-within the README's tolerance.
+split, and every sweep through `abd_jax.sweep` with both executions. Every defense (which
+covers every per-sample scoring pass: step counting, the A-ABL split, ABL's isolation,
+DBD's and D-ST's splits, spectral signatures, activation clustering, FP's channel
+ranking) runs on 8 fake devices and agrees with the same run on 1 device within the
+README's tolerance.
 
 """
 
@@ -47,28 +47,22 @@ def _split(config) -> int:
                                    parallel.usable_cores())
 
 
-def _run_on_the_default_split(path, workdir) -> dict:
-  """`path` at `:digits,smoke` through `abd_jax.main` as a user runs it; its results."""
+@pytest.mark.parametrize('path', CONFIGS)
+def test_every_config_runs_on_the_default_cpu_split(path, tmp_path):
   spec = f'{path}:digits,smoke'
   config = config_lib.load_file(spec)
+  workdir = tmp_path / 'run'
   proc = subprocess.run(cli_command(workdir, '--config.log.progress=false', config=spec),
                         cwd=REPO, env=_env(), capture_output=True, text=True,
                         timeout=900)
-  assert proc.returncode == 0, f'{path}: {proc.stderr[-4000:]}'
+  assert proc.returncode == 0, proc.stderr[-4000:]
   devices = _split(config)
   said = f'the CPU runs as {devices} JAX devices, data parallel' in proc.stdout
-  assert said == (devices > 1), f'{path}: {proc.stdout[-2000:]}'
+  assert said == (devices > 1), proc.stdout[-2000:]
   results = read_json(workdir / 'results.json')
-  assert 0.0 <= results['clean_acc'] <= 1.0, path
-  assert ('asr' in results) == (config.attack.name != 'none'), path
-  assert results['epochs'] == 1, path
-  return results
-
-
-@pytest.mark.parametrize('path', [c for c in CONFIGS if c not in DEFENSES])
-def test_every_config_runs_on_the_default_cpu_split(path, tmp_path):
-  """The defense configs run in the test below, which also compares their results."""
-  _run_on_the_default_split(path, tmp_path / 'run')
+  assert 0.0 <= results['clean_acc'] <= 1.0
+  assert ('asr' in results) == (config.attack.name != 'none')
+  assert results['epochs'] == 1
 
 
 def _first_two(values) -> str:
@@ -132,30 +126,28 @@ SHARES = [DEFENSES[i::3] for i in range(3)]
 
 @pytest.mark.parametrize('share', SHARES, ids=lambda share: ','.join(
     os.path.basename(p)[:-3] for p in share))
-def test_every_defense_runs_on_the_default_split_and_agrees_on_8_devices(share, tmp_path):
-  """Each defense config of the share through the command line with the CPU split it
-  chooses (2 devices on 2 cores), then all of them in one process on 8 fake devices (the
-  data-parallel mesh splits every training and scoring batch in 8): the results agree.
-  Where the split is itself 8 devices, the second process uses 1."""
-  results = {path: _run_on_the_default_split(path, tmp_path / f'split{i}')
-             for i, path in enumerate(share)}
-  other = 1 if any(_split(config_lib.load_file(f'{p}:digits,smoke')) == 8 for p in share) else 8
-  proc = subprocess.run([sys.executable, '-c', _RUN_ALL, str(tmp_path / str(other)), *share],
-                        cwd=REPO, env=_env(devices=other), capture_output=True,
-                        text=True, timeout=1800)
-  assert proc.returncode == 0, proc.stderr[-4000:]
-  others = json.loads(proc.stdout.strip().splitlines()[-1])
-  assert others['devices'] == other
-  differences = []  # (spec, key, default split, other count, over the tolerance)
+def test_every_defense_on_8_devices_agrees_with_one_device(share, tmp_path):
+  """One process per device count runs the share's defense configs in turn (the
+  data-parallel mesh over 8 fake devices splits every training batch and every scoring
+  batch)."""
+  results = {}
+  for n in (1, 8):
+    proc = subprocess.run([sys.executable, '-c', _RUN_ALL, str(tmp_path / str(n)), *share],
+                          cwd=REPO, env=_env(devices=n), capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert (results[1]['devices'], results[8]['devices']) == (1, 8)
+  differences = []  # (spec, key, 1 device, 8 devices, over the tolerance)
   for spec in share:
-    split, moved = results[spec], others[spec]
-    assert set(split) == set(moved), spec
-    for key, value in split.items():
+    one, eight = results[1][spec], results[8][spec]
+    assert set(one) == set(eight), spec
+    for key, value in one.items():
       if key.endswith('acc') or key.endswith('asr'):
-        differences.append((spec, key, value, moved[key], abs(moved[key] - value) > ACC_ATOL))
+        differences.append((spec, key, value, eight[key], abs(eight[key] - value) > ACC_ATOL))
       elif key.endswith('loss'):
-        differences.append((spec, key, value, moved[key],
-                            abs(moved[key] - value) > LOSS_RTOL * abs(value)))
+        differences.append((spec, key, value, eight[key],
+                            abs(eight[key] - value) > LOSS_RTOL * abs(value)))
   report = '\n'.join(f'{s} {k}: {a:.4f} vs {b:.4f}' for s, k, a, b, _ in differences)
   print(report)
   assert not any(over for *_, over in differences), report

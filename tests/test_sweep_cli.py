@@ -158,10 +158,20 @@ def test_vmapped_sweep_on_8_fake_devices(tmp_path):
   assert_close(results(tmp_path / 'sharded'), results(tmp_path / 'one'), keys=('clean_acc', 'asr'))
 
 
+def _settled(ready) -> bool:
+  """ready(), False while a folder it globs comes and goes: the workdir check probes each
+  point's folder by creating and removing it, and a glob that lists a folder being removed
+  raises (Python < 3.13)."""
+  try:
+    return ready()
+  except FileNotFoundError:
+    return False
+
+
 def _kill_when(proc, ready, timeout=600):
   deadline = time.time() + timeout
   while time.time() < deadline and proc.poll() is None:
-    if ready():
+    if _settled(ready):
       proc.send_signal(signal.SIGKILL)
       proc.wait()
       return
