@@ -27,7 +27,14 @@ pytestmark = pytest.mark.slow
 CONFIGS = sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'configs', '*.py')))
 SWEEPS = sorted(os.path.relpath(p, REPO)
                 for p in glob.glob(os.path.join(REPO, 'configs', 'sweeps', '*.py')))
-DEFENSES = [c for c in CONFIGS if config_lib.load_file(f'{c}:digits').defense.name != 'none']
+
+
+def _defended(path) -> bool:
+  """Whether `path` (a config or a sweep config, at `:digits,smoke`) runs a defense."""
+  return config_lib.load_file(f'{path}:digits,smoke').defense.name != 'none'
+
+
+DEFENSES = [c for c in CONFIGS if _defended(c)]
 
 
 def _env(devices=None):
@@ -67,10 +74,6 @@ def test_every_config_runs_on_the_default_cpu_split(path, tmp_path):
 
 def _first_two(values) -> str:
   return repr(tuple(values[:2]))
-
-
-def _defended(path) -> bool:
-  return config_lib.load_file(f'{path}:digits,smoke').defense.name != 'none'
 
 
 # A defended sweep runs sequentially whichever execution is asked: its 'vmap' case runs
